@@ -1,0 +1,90 @@
+/**
+ * Every error ambit raises on purpose, with a stable code (as fastify's errors module and
+ * undici's lib/core/errors.js do). Callers branch on `code`, never on the message.
+ */
+
+export class AmbitError extends Error {
+  readonly code: string
+  constructor (code: string, message: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.name = new.target.name
+    this.code = code
+  }
+}
+
+/** Where in the input a bad resource was found. */
+export interface ResourceLocation {
+  /** File path, or '<stdin>' / '<kubernetes>' / '<inline>'. */
+  readonly file: string
+  /** 0-based index of the YAML document in the file. */
+  readonly document: number
+  /** 'Kind/name' (or as much of it as is known). */
+  readonly object: string
+}
+
+/** A resource that failed validation: names file, document, object, field path and reason. */
+export class InvalidResourceError extends AmbitError {
+  readonly location: ResourceLocation
+  readonly field: string
+  readonly reason: string
+  constructor (location: ResourceLocation, field: string, reason: string) {
+    super('AMBIT_INVALID_RESOURCE',
+      `${location.file} document ${location.document} (${location.object}): ${field}: ${reason}`)
+    this.location = location
+    this.field = field
+    this.reason = reason
+  }
+}
+
+/** Several bad resources at once (a whole file is checked before anything is applied). */
+export class InvalidResourcesError extends AmbitError {
+  readonly errors: readonly InvalidResourceError[]
+  constructor (errors: readonly InvalidResourceError[]) {
+    super('AMBIT_INVALID_RESOURCES', errors.map((e) => e.message).join('\n'))
+    this.errors = errors
+  }
+}
+
+/** Text that is not YAML at all. */
+export class YamlSyntaxError extends AmbitError {
+  constructor (file: string, document: number, reason: string) {
+    super('AMBIT_YAML_SYNTAX', `${file} document ${document}: invalid YAML: ${reason}`)
+  }
+}
+
+/** A command-line flag or configuration value that is wrong. */
+export class ConfigError extends AmbitError {
+  constructor (message: string) {
+    super('AMBIT_CONFIG', message)
+  }
+}
+
+/** The store could not be reached or answered something unexpected. */
+export class StoreError extends AmbitError {
+  constructor (message: string, options?: { cause?: unknown }) {
+    super('AMBIT_STORE', message, options)
+  }
+}
+
+/** The CA refused to sign: the caller is not who it says, or asks for an identity it may not have. */
+export class CaRefusedError extends AmbitError {
+  readonly status: number
+  constructor (message: string, status = 403) {
+    super('AMBIT_CA_REFUSED', message)
+    this.status = status
+  }
+}
+
+/** A CSR or certificate that cannot be used. */
+export class CertificateError extends AmbitError {
+  constructor (message: string, options?: { cause?: unknown }) {
+    super('AMBIT_CERTIFICATE', message, options)
+  }
+}
+
+/** A name that does not resolve to anything in the mesh (ambit explain, SOCKS5 hostnames). */
+export class NotFoundError extends AmbitError {
+  constructor (message: string) {
+    super('AMBIT_NOT_FOUND', message)
+  }
+}
