@@ -88,3 +88,56 @@ export class NotFoundError extends AmbitError {
     super('AMBIT_NOT_FOUND', message)
   }
 }
+
+/** Why a peer certificate was refused, for callers that count or report refusals. */
+export type PeerCertificateProblem =
+  'malformed' | 'untrusted' | 'expired' | 'not-yet-valid' | 'no-identity' | 'many-identities' | 'unexpected-identity'
+
+/** A peer's certificate chain that does not prove the identity we expect. */
+export class PeerCertificateError extends CertificateError {
+  readonly problem: PeerCertificateProblem
+  constructor (problem: PeerCertificateProblem, message: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.problem = problem
+  }
+}
+
+/** The CA could not be reached or failed (network error, timeout, 5xx): worth retrying. */
+export class CaUnavailableError extends AmbitError {
+  constructor (message: string, options?: { cause?: unknown }) {
+    super('AMBIT_CA_UNAVAILABLE', message, options)
+  }
+}
+
+/** One wrong field, found while reading a resource; validate.ts adds where the resource was and rethrows InvalidResourceError. */
+export class InvalidFieldError extends AmbitError {
+  readonly field: string
+  readonly reason: string
+  constructor (field: string, reason: string) {
+    super('AMBIT_INVALID_FIELD', `${field}: ${reason}`)
+    this.field = field
+    this.reason = reason
+  }
+}
+
+/** Why an HBONE tunnel could not be opened (stable values, for metrics and callers). */
+export type HboneConnectProblem =
+  'timeout' | 'network' | 'rejected-by-peer' | 'alpn-mismatch' | 'session-closed' | 'stream-reset' | 'pool-closed'
+
+/** An HBONE connection or CONNECT stream that could not be established. */
+export class HboneConnectError extends AmbitError {
+  readonly problem: HboneConnectProblem
+  constructor (problem: HboneConnectProblem, message: string, options?: { cause?: unknown }) {
+    super('AMBIT_HBONE_CONNECT', message, options)
+    this.problem = problem
+  }
+}
+
+/** The HBONE server answered a CONNECT with a status other than 200. */
+export class HboneRefusedError extends AmbitError {
+  readonly status: number
+  constructor (status: number, message: string) {
+    super('AMBIT_HBONE_REFUSED', message)
+    this.status = status
+  }
+}
