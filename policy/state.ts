@@ -60,8 +60,10 @@ export interface ServicePortState {
 }
 
 export interface EndpointState {
-  /** Workload key. */
+  /** Pod key ('namespace/name'); a workload key when `meshed`. */
   readonly workload: string
+  /** false: a pod outside the mesh, reached with plain TCP. */
+  readonly meshed: boolean
   readonly ip: string
   readonly node: string
   /** Service port → the workload's port for it (named target ports resolved). */
@@ -98,9 +100,8 @@ export interface WaypointState {
   readonly name: string
   readonly namespace: string
   readonly spiffeId: string
-  /** Address its HBONE listener is reachable on, once known (Gateway spec.addresses or its pod). */
-  readonly address?: string
-  readonly node?: string
+  /** Its pods (labelled gateway.networking.k8s.io/gateway-name): where its HBONE listener runs. */
+  readonly instances: readonly { readonly ip: string, readonly node: string }[]
 }
 
 export interface MeshState {
@@ -116,5 +117,6 @@ export interface MeshState {
   readonly trafficPolicies: Readonly<Record<string, TrafficPolicyResource>>
 }
 
+export const CLUSTER_DOMAIN = 'cluster.local'
 export const DEFAULT_TRUST_DOMAIN = 'cluster.local'
 export const DEFAULT_ROOT_NAMESPACE = 'ambit-system'
