@@ -31,21 +31,6 @@ export interface EntryChanges {
   readonly deletes: readonly string[]
 }
 
-export function emptyMeshState (mesh: MeshState['mesh']): MeshState {
-  return {
-    mesh,
-    nodes: {},
-    workloads: {},
-    services: {},
-    waypoints: {},
-    authorizationPolicies: {},
-    peerAuthentications: {},
-    httpRoutes: {},
-    grpcRoutes: {},
-    trafficPolicies: {}
-  }
-}
-
 export function toEntries (state: MeshState): Map<string, unknown> {
   const entries = new Map<string, unknown>([[MESH_KEY, state.mesh]])
   for (const [collection, prefix] of Object.entries(COLLECTION_PREFIX)) {
