@@ -1,0 +1,11 @@
+/** The one place loggers are made: JSON lines on stderr, quiet (warn) unless asked. */
+import { pino, type Logger } from 'pino'
+import { ConfigError } from '../policy/errors.js'
+
+const LEVELS = new Set(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
+
+export function createLogger (level: string | undefined, component: string): Logger {
+  const chosen = level ?? process.env.AMBIT_LOG_LEVEL ?? 'warn'
+  if (!LEVELS.has(chosen)) throw new ConfigError(`--log-level must be one of ${[...LEVELS].join(', ')}, got "${chosen}"`)
+  return pino({ level: chosen, base: { component }, redact: ['token', '*.token', 'key', '*.key', 'authorization', '*.authorization'] }, pino.destination(2))
+}
