@@ -141,3 +141,26 @@ export class HboneRefusedError extends AmbitError {
     this.status = status
   }
 }
+
+/** A SOCKS5 client that broke the protocol, was too slow, or went away during the handshake. */
+export class Socks5Error extends AmbitError {
+  constructor (message: string, options?: { cause?: unknown }) {
+    super('AMBIT_SOCKS5', message, options)
+  }
+}
+
+/** A libc socket option call (getsockopt/setsockopt/socket) that failed; `errnoName` is e.g. 'ENOENT'. */
+export class SocketOptionError extends AmbitError {
+  readonly errnoName: string
+  constructor (message: string, errnoName: string) {
+    super('AMBIT_SOCKET_OPTION', message)
+    this.errnoName = errnoName
+  }
+}
+
+/** An iptables command of the traffic capture that failed (its stderr is in the message). */
+export class CaptureError extends AmbitError {
+  constructor (message: string, options?: { cause?: unknown }) {
+    super('AMBIT_CAPTURE', message, options)
+  }
+}
