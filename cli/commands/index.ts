@@ -5,5 +5,6 @@ import { controllerCommand } from './controller.js'
 import { applyCommand } from './apply.js'
 import { getCommand } from './get.js'
 import { explainCommand } from './explain.js'
+import { ztunnelCommand } from './ztunnel.js'
 
-export const commands: readonly Command[] = [upCommand, controllerCommand, applyCommand, getCommand, explainCommand]
+export const commands: readonly Command[] = [upCommand, controllerCommand, ztunnelCommand, applyCommand, getCommand, explainCommand]

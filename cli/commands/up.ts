@@ -6,6 +6,8 @@ import { untilSignal } from '../lifecycle.js'
 import { openStore } from '../../control/open-store.js'
 import { ControlPlane } from '../../control/control-plane.js'
 import { ConfigError } from '../../policy/errors.js'
+import { CaClient } from '../../policy/ca-client.js'
+import { Ztunnel } from '../../ztunnel/ztunnel.js'
 
 export const upCommand: Command = {
   name: 'up',
@@ -18,10 +20,22 @@ export const upCommand: Command = {
     const store = await openStore(stringFlag(args, 'store') ?? 'memory', { logger })
     try {
       const plane = await ControlPlane.start(await controlPlaneOptions(args, store, logger))
-      const state = plane.controller.state
-      console.log(`ambit up: ${Object.keys(state?.nodes ?? {}).length} nodes, ${Object.keys(state?.workloads ?? {}).length} workloads, ` +
-        `${Object.keys(state?.services ?? {}).length} services on ${store.description}; CA at ${plane.caServer.url}; Ctrl-C to stop`)
+      const state = plane.controller.state!
+      const ztunnels = await Promise.all(Object.values(state.nodes).map((node) => Ztunnel.start({
+        node: node.name,
+        store,
+        certificateSource: (trustBundle) => new CaClient({ url: plane.caServer.url, token: plane.nodeTokens.tokenFor(node.name), trustBundle }),
+        logger,
+        capture: false
+      })))
+      console.log(`ambit up: ${ztunnels.length} nodes, ${Object.keys(state.workloads).length} workloads, ` +
+        `${Object.keys(state.services).length} services on ${store.description}; CA at ${plane.caServer.url}`)
+      for (const node of Object.values(state.nodes)) {
+        console.log(`  node ${node.name}: ztunnel on ${node.address} (SOCKS5 ${node.address}:15080, metrics http://${node.address}:15020/metrics)`)
+      }
+      console.log('Ctrl-C to stop')
       await untilSignal()
+      await Promise.all(ztunnels.map((z) => z.stop()))
       await plane.stop()
       return 0
     } finally {

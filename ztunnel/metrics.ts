@@ -1,0 +1,99 @@
+/**
+ * The ztunnel's Prometheus metrics, with Istio's standard TCP metric names and labels so
+ * existing dashboards and PromQL work unchanged.
+ */
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client'
+
+export const TCP_LABELS = [
+  'reporter', 'source_workload', 'source_workload_namespace', 'source_principal',
+  'destination_workload', 'destination_workload_namespace', 'destination_principal', 'destination_service',
+  'connection_security_policy', 'response_flags'
+] as const
+
+export type TcpLabels = Record<typeof TCP_LABELS[number], string>
+
+/**
+ * Envoy/Istio response flags used by ambit for refused or failed connections:
+ *  UAEX authorization denied, UF upstream connect failure, NR no route (unknown destination),
+ *  UH no healthy upstream, DC downstream closed, UT upstream timeout, '-' none.
+ * The TLS refusals on 15008 have their own (ambit-specific) flags so they can be told apart.
+ */
+export const ResponseFlags = {
+  none: '-',
+  denied: 'UAEX',
+  upstreamConnectFailure: 'UF',
+  noRoute: 'NR',
+  noHealthyUpstream: 'UH',
+  upstreamTimeout: 'UT',
+  mtlsRequired: 'MTLS_REQUIRED',
+  tlsNoClientCertificate: 'TLS_NO_CLIENT_CERT',
+  tlsUntrustedCertificate: 'TLS_UNTRUSTED_CERT',
+  tlsHandshakeFailure: 'TLS_HANDSHAKE_FAILURE',
+  peerIdentityMismatch: 'PEER_IDENTITY_MISMATCH',
+  protocolError: 'PROTOCOL_ERROR'
+} as const
+
+export type ResponseFlag = typeof ResponseFlags[keyof typeof ResponseFlags]
+
+const UNKNOWN = 'unknown'
+
+export class ZtunnelMetrics {
+  readonly registry = new Registry()
+  private readonly opened: Counter<typeof TCP_LABELS[number]>
+  private readonly closed: Counter<typeof TCP_LABELS[number]>
+  private readonly sent: Counter<typeof TCP_LABELS[number]>
+  private readonly received: Counter<typeof TCP_LABELS[number]>
+  readonly stale: Gauge
+  readonly revision: Gauge
+  readonly certificates: Gauge<'state'>
+  readonly activeConnections: Gauge<'direction'>
+
+  constructor (node: string) {
+    this.registry.setDefaultLabels({ node })
+    const counter = (name: string, help: string): Counter<typeof TCP_LABELS[number]> =>
+      new Counter({ name, help, labelNames: TCP_LABELS, registers: [this.registry] })
+    this.opened = counter('istio_tcp_connections_opened_total', 'TCP connections opened')
+    this.closed = counter('istio_tcp_connections_closed_total', 'TCP connections closed')
+    this.sent = counter('istio_tcp_sent_bytes_total', 'Bytes sent to the client during the connection (response direction)')
+    this.received = counter('istio_tcp_received_bytes_total', 'Bytes received from the client during the connection (request direction)')
+    this.stale = new Gauge({ name: 'ambit_state_stale', help: '1 while the mesh state store is unreachable and the proxy serves its last state', registers: [this.registry] })
+    this.revision = new Gauge({ name: 'ambit_state_revision', help: 'Revision of the mesh state the proxy serves', registers: [this.registry] })
+    this.certificates = new Gauge({ name: 'ambit_workload_certificates', help: 'Workload certificates held, by state', labelNames: ['state'], registers: [this.registry] })
+    this.activeConnections = new Gauge({ name: 'ambit_active_connections', help: 'Connections being proxied now', labelNames: ['direction'], registers: [this.registry] })
+    collectDefaultMetrics({ register: this.registry })
+  }
+
+  /** Records one connection: call opened() at the start, then closed() once, with the byte counts. */
+  connection (labels: TcpLabels): TrackedConnection {
+    const complete = fillLabels(labels)
+    this.opened.inc(complete)
+    let done = false
+    return {
+      addBytes: (received, sent) => {
+        if (received > 0) this.received.inc(complete, received)
+        if (sent > 0) this.sent.inc(complete, sent)
+      },
+      closed: () => {
+        if (done) return
+        done = true
+        this.closed.inc(complete)
+      }
+    }
+  }
+
+  /** A connection refused before any byte moved: opened and closed at once, with its flag. */
+  refused (labels: TcpLabels): void {
+    this.connection(labels).closed()
+  }
+}
+
+export interface TrackedConnection {
+  addBytes (received: number, sent: number): void
+  closed (): void
+}
+
+function fillLabels (labels: TcpLabels): TcpLabels {
+  const out = { ...labels }
+  for (const name of TCP_LABELS) if (out[name] === '') out[name] = UNKNOWN
+  return out
+}
