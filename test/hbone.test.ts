@@ -15,14 +15,14 @@ import { HboneConnectError, HboneRefusedError, PeerCertificateError } from '../p
 import {
   formatAuthority, ipFromServerName, parseAuthority, parseForwardedFor, formatForwarded, serverNameFor,
   type SocketAddress
-} from '../ztunnel/hbone-protocol.js'
+} from '../proxy/hbone-protocol.js'
 import {
   startHboneServer, RateWindow, type HboneRequest, type HboneServer, type HboneServerLimits,
   type SessionFailureReason, type StreamRefusal, type TlsFailureReason
-} from '../ztunnel/hbone-server.js'
-import { uriSans } from '../ztunnel/hbone-tls.js'
-import { pipeBidirectional, type PipeResult } from '../ztunnel/pipe.js'
-import { HbonePool, type HbonePoolOptions } from '../ztunnel/pool.js'
+} from '../proxy/hbone-server.js'
+import { uriSans } from '../proxy/hbone-tls.js'
+import { pipeBidirectional, type PipeResult } from '../proxy/pipe.js'
+import { HbonePool, type HbonePoolOptions } from '../proxy/pool.js'
 import { createTestCa, spiffeIdFor, testIdentity, type TestIdentity } from './helpers/certs.js'
 
 const ca = await createTestCa(t, 'mesh root')

@@ -3,17 +3,17 @@
  * certificates, the HBONE pool, metrics, and the upstream connector. Also the connection
  * tracker that lets a SIGTERM drain in-flight connections.
  */
-import net from 'node:net'
+import type net from 'node:net'
 import type { Duplex } from 'node:stream'
 import type { Logger } from 'pino'
 import type { MeshRegistry } from '../policy/registry.js'
 import type { ServiceState, WorkloadState } from '../policy/state.js'
 import { principalOf } from '../policy/identity.js'
-import type { WorkloadCertificates } from './certificates.js'
-import type { HbonePool } from './pool.js'
+import type { WorkloadCertificates } from '../proxy/certificates.js'
+import type { HbonePool } from '../proxy/pool.js'
 import type { TcpLabels, ZtunnelMetrics } from './metrics.js'
 import { ResponseFlags } from './metrics.js'
-import { pipeBidirectional } from './pipe.js'
+import { pipeBidirectional } from '../proxy/pipe.js'
 
 export interface ZtunnelContext {
   readonly node: string
@@ -54,29 +54,6 @@ export class ConnectionTracker {
       this.idle = () => { clearTimeout(timer); resolve() }
     })
   }
-}
-
-export const CONNECT_TIMEOUT_MS = 5_000
-
-/**
- * Connects a TCP socket, failing after `timeoutMs`. `createSocket` lets the capture mode hand
- * in a socket marked (SO_MARK) before its SYN, so the capture rules let it through.
- */
-export function connectTcp (ip: string, port: number, options: { timeoutMs?: number, createSocket?: () => net.Socket } = {}): Promise<net.Socket> {
-  return new Promise((resolve, reject) => {
-    const socket = options.createSocket?.() ?? new net.Socket({ allowHalfOpen: true })
-    const timer = setTimeout(() => {
-      socket.destroy()
-      reject(Object.assign(new Error(`connect to ${ip}:${port} timed out`), { code: 'ETIMEDOUT' }))
-    }, options.timeoutMs ?? CONNECT_TIMEOUT_MS)
-    socket.once('error', (err) => { clearTimeout(timer); reject(err) })
-    socket.once('connect', () => {
-      clearTimeout(timer)
-      socket.removeAllListeners('error')
-      resolve(socket)
-    })
-    socket.connect({ host: ip, port })
-  })
 }
 
 export interface LabelParts {

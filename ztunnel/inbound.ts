@@ -5,8 +5,9 @@
  * must allow the transport, AuthorizationPolicy must allow the source; then the pod is dialled.
  */
 import type net from 'node:net'
-import type { HboneRequest } from './hbone-server.js'
-import type { ServiceState, WorkloadState } from '../policy/state.js'
+import type { HboneRequest } from '../proxy/hbone-server.js'
+import type { ServiceState, WaypointState, WorkloadState } from '../policy/state.js'
+import type { MeshRegistry } from '../policy/registry.js'
 import { parseSpiffeId, principalOf } from '../policy/identity.js'
 import { ResponseFlags, type ResponseFlag } from './metrics.js'
 import { proxy, tcpLabels, type LabelParts, type ZtunnelContext } from './context.js'
@@ -47,6 +48,10 @@ export class Inbound {
       } catch {
         return this.refuse(401, ResponseFlags.peerIdentityMismatch, `peer identity ${attempt.peerSpiffeId} is not a workload identity`, parts)
       }
+    }
+    const waypoint = requiredWaypoint(registry, destination, attempt.destination.port)
+    if (waypoint !== undefined && attempt.peerSpiffeId !== waypoint.spiffeId) {
+      return this.refuse(403, ResponseFlags.denied, `${destination.key}:${attempt.destination.port} is served through waypoint ${waypoint.key}; traffic must come from it`, parts)
     }
     const decision = registry.authorize(destination, {
       source: { ...peer, ip: attempt.sourceIp },
@@ -110,6 +115,18 @@ export class Inbound {
     this.context.logger.info({ flag, reason, destination: labels.destination?.key, source: labels.source?.key ?? labels.sourceSpiffeId }, 'inbound connection refused')
     return { admitted: false, status, flag, reason, labels: withFlag }
   }
+}
+
+/**
+ * The waypoint a connection to workload:port must come from: that of a Service which sends
+ * this port's traffic through one. Its L7 policy would be skipped otherwise.
+ */
+function requiredWaypoint (registry: MeshRegistry, workload: WorkloadState, targetPort: number): WaypointState | undefined {
+  const service = serviceOf(registry.state.services, workload, targetPort)
+  if (service?.waypoint === undefined) return undefined
+  return registry.waypoint(service.waypoint.namespace, service.waypoint.name) ??
+    // A missing waypoint still fails closed: nobody's identity matches.
+    { key: `${service.waypoint.namespace}/${service.waypoint.name}`, name: service.waypoint.name, namespace: service.waypoint.namespace, spiffeId: '', instances: [] }
 }
 
 /** The Service a connection to workload:port most likely addressed (for destination_service). */

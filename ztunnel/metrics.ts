@@ -2,7 +2,8 @@
  * The ztunnel's Prometheus metrics, with Istio's standard TCP metric names and labels so
  * existing dashboards and PromQL work unchanged.
  */
-import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client'
+import { Counter, Gauge, Registry } from 'prom-client'
+import { registerProcessMetrics } from '../proxy/process-metrics.js'
 
 export const TCP_LABELS = [
   'reporter', 'source_workload', 'source_workload_namespace', 'source_principal',
@@ -48,43 +49,70 @@ export class ZtunnelMetrics {
   readonly certificates: Gauge<'state'>
   readonly activeConnections: Gauge<'direction'>
 
+  /** Byte counts of open connections not yet added to the counters (see connection()). */
+  private readonly unflushed = new Set<PendingBytes>()
+
   constructor (node: string) {
     this.registry.setDefaultLabels({ node })
-    const counter = (name: string, help: string): Counter<typeof TCP_LABELS[number]> =>
-      new Counter({ name, help, labelNames: TCP_LABELS, registers: [this.registry] })
+    const counter = (name: string, help: string, collect?: () => void): Counter<typeof TCP_LABELS[number]> =>
+      new Counter({ name, help, labelNames: TCP_LABELS, registers: [this.registry], ...(collect !== undefined && { collect }) })
     this.opened = counter('istio_tcp_connections_opened_total', 'TCP connections opened')
     this.closed = counter('istio_tcp_connections_closed_total', 'TCP connections closed')
-    this.sent = counter('istio_tcp_sent_bytes_total', 'Bytes sent to the client during the connection (response direction)')
-    this.received = counter('istio_tcp_received_bytes_total', 'Bytes received from the client during the connection (request direction)')
+    this.sent = counter('istio_tcp_sent_bytes_total', 'Bytes sent to the client during the connection (response direction)', () => this.flushAll())
+    this.received = counter('istio_tcp_received_bytes_total', 'Bytes received from the client during the connection (request direction)', () => this.flushAll())
     this.stale = new Gauge({ name: 'ambit_state_stale', help: '1 while the mesh state store is unreachable and the proxy serves its last state', registers: [this.registry] })
     this.revision = new Gauge({ name: 'ambit_state_revision', help: 'Revision of the mesh state the proxy serves', registers: [this.registry] })
     this.certificates = new Gauge({ name: 'ambit_workload_certificates', help: 'Workload certificates held, by state', labelNames: ['state'], registers: [this.registry] })
     this.activeConnections = new Gauge({ name: 'ambit_active_connections', help: 'Connections being proxied now', labelNames: ['direction'], registers: [this.registry] })
-    collectDefaultMetrics({ register: this.registry })
+    registerProcessMetrics(this.registry)
   }
 
-  /** Records one connection: call opened() at the start, then closed() once, with the byte counts. */
+  /**
+   * Records one connection: opened now, closed() once at the end. Bytes add up in the
+   * connection and reach the counters when it closes or when the metrics are read (a scrape
+   * sees every byte moved so far): a counter update hashes all ten labels, too dear per chunk.
+   */
   connection (labels: TcpLabels): TrackedConnection {
-    const complete = fillLabels(labels)
-    this.opened.inc(complete)
+    const pending: PendingBytes = { labels: fillLabels(labels), received: 0, sent: 0 }
+    this.opened.inc(pending.labels)
+    this.unflushed.add(pending)
     let done = false
     return {
       addBytes: (received, sent) => {
-        if (received > 0) this.received.inc(complete, received)
-        if (sent > 0) this.sent.inc(complete, sent)
+        pending.received += received
+        pending.sent += sent
       },
       closed: () => {
         if (done) return
         done = true
-        this.closed.inc(complete)
+        this.unflushed.delete(pending)
+        this.flush(pending)
+        this.closed.inc(pending.labels)
       }
     }
+  }
+
+  private flushAll (): void {
+    for (const pending of this.unflushed) this.flush(pending)
+  }
+
+  private flush (pending: PendingBytes): void {
+    if (pending.received > 0) this.received.inc(pending.labels, pending.received)
+    if (pending.sent > 0) this.sent.inc(pending.labels, pending.sent)
+    pending.received = 0
+    pending.sent = 0
   }
 
   /** A connection refused before any byte moved: opened and closed at once, with its flag. */
   refused (labels: TcpLabels): void {
     this.connection(labels).closed()
   }
+}
+
+interface PendingBytes {
+  readonly labels: TcpLabels
+  received: number
+  sent: number
 }
 
 export interface TrackedConnection {

@@ -13,14 +13,15 @@ import { fromEntries } from '../policy/entries.js'
 import { MeshRegistry } from '../policy/registry.js'
 import type { MeshState } from '../policy/state.js'
 import { ConfigError } from '../policy/errors.js'
-import { WorkloadCertificates, type CertificateSource } from './certificates.js'
+import { WorkloadCertificates, type CertificateSource } from '../proxy/certificates.js'
 import { ResponseFlags, ZtunnelMetrics, type ResponseFlag } from './metrics.js'
-import { HbonePool } from './pool.js'
-import { startHboneServer, type HboneServer, type TlsFailureReason } from './hbone-server.js'
-import { ConnectionTracker, connectTcp, tcpLabels, type ZtunnelContext } from './context.js'
+import { HbonePool } from '../proxy/pool.js'
+import { startHboneServer, type HboneServer, type HboneServerLimits, type TlsFailureReason } from '../proxy/hbone-server.js'
+import { ConnectionTracker, tcpLabels, type ZtunnelContext } from './context.js'
+import { connectTcp } from '../proxy/connect.js'
 import { Inbound } from './inbound.js'
 import { Outbound } from './outbound.js'
-import { startAdmin, DEFAULT_ADMIN_PORTS, type AdminPorts, type AdminServers } from './admin.js'
+import { startAdmin, DEFAULT_ADMIN_PORTS, type AdminPorts, type AdminServers } from '../proxy/admin.js'
 import { CaptureRules, ZTUNNEL_MARK } from './capture.js'
 import { markedSocket } from './sockopt.js'
 
@@ -52,6 +53,8 @@ export interface ZtunnelOptions {
   readonly drainMs?: number
   /** How long start() waits for the first certificates before listening anyway (unready). */
   readonly certificateWaitMs?: number
+  /** Overrides of the HBONE server's limits (timeouts, stream caps, keepalive). */
+  readonly hboneLimits?: Partial<HboneServerLimits>
 }
 
 export class Ztunnel {
@@ -137,10 +140,13 @@ export class Ztunnel {
       port: ports.hbone,
       identityFor: (ip) => this.identityFor(ip),
       onStream: (request) => inbound.onHboneStream(request),
+      ...(this.options.hboneLimits !== undefined && { limits: this.options.hboneLimits }),
       onTlsError: (reason, remote, detail) => {
         this.context.metrics.refused(tcpLabels({ reporter: 'destination', mtls: true, flags: TLS_FAILURE_FLAGS[reason] }))
         this.context.logger.info({ reason, remote, detail }, 'HBONE connection refused')
       },
+      // A rapid-reset flood or a protocol error ends that session only; say why it ended.
+      onSessionError: (reason, remote, detail) => this.context.logger.info({ reason, remote, detail }, 'HBONE session ended'),
       onStreamRefused: (r) => this.context.logger.debug({ status: r.status, reason: r.reason, peer: r.peerSpiffeId }, 'HBONE stream refused')
     })
     const outboundPort = await this.listen(captureHost, ports.outbound, (s) => outbound.onCaptured(s))
@@ -182,7 +188,8 @@ export class Ztunnel {
 
   private async syncCapture (): Promise<void> {
     if (this.capture === undefined) return
-    const ips = new Set(this.current.workloadsOnNode(this.options.node).map((w) => w.ip))
+    // Capture rules are IPv4 (iptables); an IPv6 pod must not stop the others' updates.
+    const ips = new Set(this.current.workloadsOnNode(this.options.node).map((w) => w.ip).filter((ip) => !ip.includes(':')))
     try {
       await this.capture.syncPods(ips)
     } catch (err) {
@@ -204,7 +211,8 @@ export class Ztunnel {
   }
 
   private async listen (host: string, port: number, handler: (socket: net.Socket) => Promise<void>): Promise<number> {
-    const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: false }, (socket) => {
+    // noDelay: a proxy must not hold back a pod's small writes (Nagle); the HBONE side has it too.
+    const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: false, noDelay: true }, (socket) => {
       handler(socket).catch((err: Error) => {
         this.context.logger.error({ err: err.message }, 'connection handler failed')
         socket.destroy()

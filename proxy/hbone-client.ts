@@ -96,6 +96,8 @@ export async function openTunnel (
         : new HboneRefusedError(status, `HBONE server refused CONNECT ${authority} with status ${status}`))
     })
     stream.once('close', () => {
+      // Usually the tunnel was handed over long ago and has simply ended: build no error then.
+      if (settled) return
       settle(sessionFailures.get(session) ?? new HboneConnectError('stream-reset',
         `CONNECT ${authority} was reset before an answer (HTTP/2 code ${http2ErrorName(stream.rstCode)})`))
     })

@@ -36,7 +36,7 @@ export type TlsFailureReason =
   | 'no-spiffe-id' // a trusted certificate that carries no single spiffe:// URI SAN
 
 /** Why an established session was ended or failed. */
-export type SessionFailureReason = 'rapid-reset' | 'protocol-error' | 'connection-error'
+export type SessionFailureReason = 'rapid-reset' | 'protocol-error' | 'connection-error' | 'unresponsive'
 
 /** One CONNECT stream waiting for a decision. */
 export interface HboneRequest {
@@ -78,6 +78,10 @@ export interface HboneServerLimits {
   readonly handshakeTimeoutMs: number
   /** A session without streams for this long is closed. */
   readonly idleSessionTimeoutMs: number
+  /** Every session is pinged this often... */
+  readonly keepaliveIntervalMs: number
+  /** ...and closed when the answer takes longer than this (see startKeepalive). */
+  readonly keepaliveTimeoutMs: number
   readonly streamWindowBytes: number
   readonly connectionWindowBytes: number
 }
@@ -89,6 +93,8 @@ export const DEFAULT_SERVER_LIMITS: HboneServerLimits = {
   maxPrematureResetsPerSecond: 200,
   handshakeTimeoutMs: 10_000,
   idleSessionTimeoutMs: 300_000,
+  keepaliveIntervalMs: 30_000,
+  keepaliveTimeoutMs: 10_000,
   streamWindowBytes: DEFAULT_STREAM_WINDOW_BYTES,
   connectionWindowBytes: DEFAULT_CONNECTION_WINDOW_BYTES
 }
@@ -271,6 +277,7 @@ function onSession (session: ServerHttp2Session, options: HboneServerOptions, li
   session.setLocalWindowSize(limits.connectionWindowBytes)
   session.once('close', () => clearTimeout(context.idleTimer))
   armIdleTimer(context, limits.idleSessionTimeoutMs)
+  startKeepalive(context, limits, options)
   session.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => {
     onStream(context, stream, headers, options, limits)
   })
@@ -282,6 +289,26 @@ function rejectSession (session: ServerHttp2Session, detail: string): void {
   session.close()
   // A client that ignores the GOAWAY must not hold the socket.
   setTimeout(() => session.destroy(), 1000).unref()
+}
+
+/**
+ * Pings the peer every keepaliveIntervalMs; no answer within keepaliveTimeoutMs closes the
+ * session. That finds dead peers, and also the sessions Node leaves open after it sent GOAWAY
+ * for a peer's protocol error (RFC 9113 §5.4.1 says close the connection; Node only stops
+ * reading, so a garbage-sending peer would otherwise hold the socket and its streams).
+ */
+function startKeepalive (context: SessionContext, limits: HboneServerLimits, options: HboneServerOptions): void {
+  const { session } = context
+  const interval = setInterval(() => {
+    if (session.destroyed) return
+    const deadline = setTimeout(() => {
+      options.onSessionError?.('unresponsive', context.remoteAddress, `no answer to a PING within ${limits.keepaliveTimeoutMs} ms`)
+      session.destroy()
+    }, limits.keepaliveTimeoutMs).unref()
+    // The callback also runs (with an error) when the session goes away first.
+    if (!session.ping(() => clearTimeout(deadline))) clearTimeout(deadline)
+  }, limits.keepaliveIntervalMs).unref()
+  session.once('close', () => clearInterval(interval))
 }
 
 function armIdleTimer (context: SessionContext, idleMs: number): void {
