@@ -8,7 +8,8 @@ import { join } from 'node:path'
 import type { Logger } from 'pino'
 import { Controller } from './controller.js'
 import { CertificateAuthority } from './ca.js'
-import { NodeTokens, nodeTokenAuthorizer, startCaServer, type CaServer } from './ca-server.js'
+import { NodeTokens, startCaServer, type CaAuthorizer, type CaServer } from './ca-server.js'
+import type { ResourceSource } from './resource-source.js'
 import type { Store } from './store.js'
 import type { MeshState } from '../policy/state.js'
 
@@ -28,6 +29,10 @@ export interface ControlPlaneOptions {
   /** Shared with the ztunnels' processes so they derive the same tokens (random otherwise). */
   readonly nodeTokenSecret?: string
   readonly watchFiles?: boolean
+  /** More origins of resources than the files and the applied ones (a Kubernetes API server). */
+  readonly sources?: readonly ResourceSource[]
+  /** Who a CA caller is (a TokenReview in a cluster); the local node tokens when absent. */
+  readonly authenticateCaller?: CaAuthorizer['authenticate']
 }
 
 export class ControlPlane {
@@ -48,14 +53,17 @@ export class ControlPlane {
       files: options.files,
       mesh: { trustDomain: options.trustDomain, rootNamespace: options.rootNamespace, trustBundle: ca.trustBundle },
       logger: options.logger.child({ component: 'controller' }),
-      ...(options.watchFiles !== undefined && { watchFiles: options.watchFiles })
+      ...(options.watchFiles !== undefined && { watchFiles: options.watchFiles }),
+      ...(options.sources !== undefined && { sources: options.sources })
     })
     await controller.start()
     const nodeTokens = new NodeTokens(options.nodeTokenSecret)
     const caServer = await startCaServer({
       ca,
-      authorizer: nodeTokenAuthorizer(nodeTokens, (node, namespace, serviceAccount) =>
-        runsServiceAccount(controller.state, node, namespace, serviceAccount)),
+      authorizer: {
+        authenticate: options.authenticateCaller ?? ((token) => nodeTokens.authenticate(token)),
+        mayIssue: (node, namespace, serviceAccount) => runsServiceAccount(controller.state, node, namespace, serviceAccount)
+      },
       host: options.caHost ?? '127.0.0.1',
       port: options.caPort ?? 15012,
       logger: options.logger.child({ component: 'ca' })

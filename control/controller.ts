@@ -1,15 +1,15 @@
 /**
- * The controller: the only writer of the resolved mesh state. It merges the resources from its
- * YAML files with those `ambit apply` put in the store, resolves them, and commits the
- * difference to the 'state' keyspace. A bad file never replaces the last good one.
+ * The controller: the only writer of the resolved mesh state. It merges the resources of its
+ * sources (YAML files, any extra source such as a Kubernetes API server, then those `ambit
+ * apply` put in the store), resolves them, and commits the difference to the 'state'
+ * keyspace. A bad file never replaces the last good one.
  */
 import { EventEmitter } from 'node:events'
-import { watch, type FSWatcher } from 'node:fs'
 import type { Logger } from 'pino'
 import type { Store } from './store.js'
-import { StateFollower } from './follower.js'
-import { loadResourceFiles } from '../policy/load.js'
-import { InvalidResourcesError } from '../policy/errors.js'
+import { AppliedSource } from './applied-source.js'
+import { FileSource } from './file-source.js'
+import type { ResourceSource } from './resource-source.js'
 import { resolve } from '../policy/resolve.js'
 import { diffEntries, fromEntries, toEntries, type Entries } from '../policy/entries.js'
 import { resourceKey, type Resource } from '../policy/resources.js'
@@ -24,6 +24,11 @@ export interface ControllerOptions {
   readonly watchFiles?: boolean
   /** How long to gather changes before resolving (ms). */
   readonly debounceMs?: number
+  /**
+   * More origins of resources (a Kubernetes API server), merged after the files and before the
+   * applied resources: a later source's resource replaces an earlier one of the same key.
+   */
+  readonly sources?: readonly ResourceSource[]
 }
 
 interface ControllerEvents {
@@ -34,40 +39,49 @@ interface ControllerEvents {
 const RETRY_MS = 500
 
 export class Controller extends EventEmitter<ControllerEvents> {
-  private fileResources = new Map<string, Resource>()
-  private readonly applied: StateFollower
+  /** In merge order: files, the extra sources, applied resources. */
+  private readonly sources: readonly ResourceSource[]
   private committed: Entries = new Map()
   private current: MeshState | undefined
   private revision = 0
-  private readonly watchers: FSWatcher[] = []
   private timer: NodeJS.Timeout | undefined
   private reconciling: Promise<void> = Promise.resolve()
   private stopped = false
+  private warned = new Set<string>()
 
   constructor (private readonly options: ControllerOptions) {
     super()
-    this.applied = new StateFollower(options.store, 'resources')
+    const files = new FileSource({
+      files: options.files,
+      logger: options.logger,
+      ...(options.watchFiles !== undefined && { watchFiles: options.watchFiles })
+    })
+    this.sources = [files, ...(options.sources ?? []), new AppliedSource(options.store)]
   }
 
   /** The last committed state (undefined before start() resolves). */
   get state (): MeshState | undefined { return this.current }
 
-  /** Loads the files (throws on a bad one), follows applied resources, commits the first state. */
+  /** Starts every source (throws on a bad file), then commits the first state. */
   async start (): Promise<void> {
-    this.fileResources = await this.readFiles()
-    await this.applied.start()
+    try {
+      for (const source of this.sources) {
+        await source.start()
+        source.on('update', () => this.schedule())
+      }
+    } catch (err) {
+      await this.stop()
+      throw err
+    }
     this.committed = (await this.options.store.snapshot('state')).entries
-    this.applied.on('update', () => this.schedule())
     this.options.store.onConnectionChange((connected) => { if (connected) void this.checkForReset() })
-    if (this.options.watchFiles !== false) this.watchFiles()
     await this.reconcile()
   }
 
   async stop (): Promise<void> {
     this.stopped = true
     clearTimeout(this.timer)
-    for (const w of this.watchers) w.close()
-    this.applied.stop()
+    await Promise.all(this.sources.map((source) => source.stop()))
     await this.reconciling
   }
 
@@ -100,16 +114,22 @@ export class Controller extends EventEmitter<ControllerEvents> {
   }
 
   private resources (): Resource[] {
-    // Applied resources override file resources of the same kind, namespace and name.
-    const merged = new Map(this.fileResources)
-    for (const [key, value] of this.applied.entries) merged.set(key, value as Resource)
+    // A later source's resource overrides an earlier one of the same kind, namespace and name.
+    const merged = new Map<string, Resource>()
+    for (const source of this.sources) {
+      for (const resource of source.resources()) merged.set(resourceKey(resource), resource)
+    }
     return [...merged.values()]
   }
 
   private async reconcileOnce (): Promise<void> {
     if (this.stopped) return
     const { state, warnings } = resolve(this.resources(), this.options.mesh)
-    for (const warning of warnings) this.options.logger.warn({ warning }, 'resolution warning')
+    // Sources may change often (a cluster's pods): say each warning once, not on every resolution.
+    for (const warning of warnings) {
+      if (!this.warned.has(warning)) this.options.logger.warn({ warning }, 'resolution warning')
+    }
+    this.warned = new Set(warnings)
     const entries = toEntries(state)
     const changes = diffEntries(this.committed, entries)
     if (changes.upserts.size === 0 && changes.deletes.length === 0 && this.current !== undefined) return
@@ -124,37 +144,8 @@ export class Controller extends EventEmitter<ControllerEvents> {
     this.committed = entries
     this.current = fromEntries(entries)
     this.options.logger.info({ revision: this.revision, upserts: changes.upserts.size, deletes: changes.deletes.length }, 'state committed')
-    if (this.current !== undefined) this.emit('state', this.current, this.revision)
-  }
-
-  private async readFiles (): Promise<Map<string, Resource>> {
-    const { resources, errors } = await loadResourceFiles([...this.options.files])
-    if (errors.length > 0) throw new InvalidResourcesError(errors)
-    return new Map(resources.map((r) => [resourceKey(r), r]))
-  }
-
-  private watchFiles (): void {
-    for (const path of this.options.files) {
-      if (path === '-') continue
-      try {
-        const watcher = watch(path, { recursive: false }, () => this.reloadFiles())
-        watcher.on('error', () => watcher.close())
-        this.watchers.push(watcher)
-      } catch (err) {
-        this.options.logger.warn({ path, err: (err as Error).message }, 'cannot watch; changes need a restart')
-      }
-    }
-  }
-
-  private reloadFiles (): void {
-    clearTimeout(this.timer)
-    this.timer = setTimeout(() => {
-      this.readFiles().then((resources) => {
-        this.fileResources = resources
-        void this.reconcile()
-      }, (err: Error) => {
-        this.options.logger.error({ err: err.message }, 'resource files rejected; keeping the last good ones')
-      })
-    }, 100)
+    if (this.current === undefined) return
+    for (const source of this.sources) source.committed?.(this.current)
+    this.emit('state', this.current, this.revision)
   }
 }

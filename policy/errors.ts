@@ -164,3 +164,19 @@ export class CaptureError extends AmbitError {
     super('AMBIT_CAPTURE', message, options)
   }
 }
+
+/** The shared rate limit could not be checked in Redis (down, slow, or an odd answer); the request is let through. */
+export class RateLimitUnavailableError extends AmbitError {
+  constructor (message: string, options?: { cause?: unknown }) {
+    super('AMBIT_RATELIMIT_UNAVAILABLE', message, options)
+  }
+}
+
+/** A Kubernetes API call that failed; `status` is the HTTP status when the server answered. */
+export class KubernetesApiError extends AmbitError {
+  readonly status: number | undefined
+  constructor (message: string, status: number | undefined, options?: { cause?: unknown }) {
+    super('AMBIT_KUBERNETES_API', message, options)
+    this.status = status
+  }
+}
