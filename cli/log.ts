@@ -4,8 +4,9 @@ import { ConfigError } from '../policy/errors.js'
 
 const LEVELS = new Set(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
 
-export function createLogger (level: string | undefined, component: string): Logger {
+/** `fd` 1 for data logs people pipe (access logs); 2 (stderr) for everything else. */
+export function createLogger (level: string | undefined, component: string, fd: 1 | 2 = 2): Logger {
   const chosen = level ?? process.env.AMBIT_LOG_LEVEL ?? 'warn'
   if (!LEVELS.has(chosen)) throw new ConfigError(`--log-level must be one of ${[...LEVELS].join(', ')}, got "${chosen}"`)
-  return pino({ level: chosen, base: { component }, redact: ['token', '*.token', 'key', '*.key', 'authorization', '*.authorization'] }, pino.destination(2))
+  return pino({ level: chosen, base: { component }, redact: ['token', '*.token', 'key', '*.key', 'authorization', '*.authorization'] }, pino.destination(fd))
 }

@@ -4,8 +4,8 @@
  * Every failure prints one line naming what was wrong.
  */
 import { readFileSync } from 'node:fs'
-import { helpText, parseCommandArgs, type Command } from './command.js'
-import { commands } from './commands/index.js'
+import { helpText, parseCommandArgs } from './command.js'
+import { COMMAND_NAMES, loadCommand, loadCommands } from './commands/index.js'
 import { AmbitError, ConfigError, InvalidResourcesError } from '../policy/errors.js'
 
 function version (): string {
@@ -13,7 +13,8 @@ function version (): string {
   return pkg.version
 }
 
-function overview (): string {
+async function overview (): Promise<string> {
+  const commands = await loadCommands()
   const width = Math.max(...commands.map((c) => c.name.length)) + 2
   return [
     'ambit: an eBPF-free, node-level (ambient) service mesh',
@@ -26,18 +27,18 @@ function overview (): string {
 }
 
 /** Finds the longest command name that prefixes argv ('waypoint apply' before 'waypoint'). */
-function findCommand (argv: readonly string[]): { command: Command, rest: string[] } | undefined {
-  const byLength = [...commands].sort((a, b) => b.name.split(' ').length - a.name.split(' ').length)
-  for (const command of byLength) {
-    const words = command.name.split(' ')
-    if (words.every((w, i) => argv[i] === w)) return { command, rest: argv.slice(words.length) }
+function findCommand (argv: readonly string[]): { name: string, rest: string[] } | undefined {
+  const byLength = [...COMMAND_NAMES].sort((a, b) => b.split(' ').length - a.split(' ').length)
+  for (const name of byLength) {
+    const words = name.split(' ')
+    if (words.every((w, i) => argv[i] === w)) return { name, rest: argv.slice(words.length) }
   }
   return undefined
 }
 
 async function main (argv: readonly string[]): Promise<number> {
   if (argv.length === 0 || argv[0] === '--help' || argv[0] === '-h' || argv[0] === 'help') {
-    console.log(overview())
+    console.log(await overview())
     return argv.length === 0 ? 2 : 0
   }
   if (argv[0] === '--version') {
@@ -49,7 +50,8 @@ async function main (argv: readonly string[]): Promise<number> {
     console.error(`ambit: unknown command "${argv[0]}"; run ambit --help`)
     return 2
   }
-  const { command, rest } = found
+  const command = await loadCommand(found.name)
+  const rest = found.rest
   if (rest.includes('--help') || rest.includes('-h')) {
     console.log(helpText(command))
     return 0

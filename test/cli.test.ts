@@ -2,10 +2,11 @@ import t from 'tap'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { runCli } from './helpers/cli.js'
-import { commands } from '../cli/commands/index.js'
+import { loadCommands } from '../cli/commands/index.js'
 import { SHOP_DIR } from './helpers/mesh.js'
 
 t.test('every command has --help listing each of its flags', async (t) => {
+  const commands = await loadCommands()
   const overview = await runCli(['--help'])
   t.equal(overview.code, 0)
   for (const command of commands) {

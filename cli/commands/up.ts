@@ -1,5 +1,5 @@
 import type { Command } from '../command.js'
-import { FILE_FLAG, HELP_FLAG, LOG_LEVEL_FLAG, STORE_FLAG, listFlag, stringFlag } from '../command.js'
+import { FILE_FLAG, HELP_FLAG, LOG_LEVEL_FLAG, STORE_FLAG, booleanFlag, listFlag, stringFlag } from '../command.js'
 import { CONTROL_PLANE_FLAGS, controlPlaneOptions } from './control-flags.js'
 import { createLogger } from '../log.js'
 import { untilSignal } from '../lifecycle.js'
@@ -8,12 +8,20 @@ import { ControlPlane } from '../../control/control-plane.js'
 import { ConfigError } from '../../policy/errors.js'
 import { CaClient } from '../../policy/ca-client.js'
 import { Ztunnel } from '../../ztunnel/ztunnel.js'
+import { Waypoint } from '../../gateway/waypoint.js'
 
 export const upCommand: Command = {
   name: 'up',
   summary: 'run a whole mesh in one process: controller, CA and one ztunnel per Node',
   usage: 'ambit up -f PATH [-f PATH]... [--store URL]',
-  flags: { file: FILE_FLAG, store: STORE_FLAG, ...CONTROL_PLANE_FLAGS, 'log-level': LOG_LEVEL_FLAG, help: HELP_FLAG },
+  flags: {
+    file: FILE_FLAG,
+    store: STORE_FLAG,
+    ...CONTROL_PLANE_FLAGS,
+    'access-log': { type: 'boolean', description: 'write the waypoints\' JSON access log lines to stdout' },
+    'log-level': LOG_LEVEL_FLAG,
+    help: HELP_FLAG
+  },
   async run (args) {
     if (listFlag(args, 'file').length === 0) throw new ConfigError('-f PATH is required (try -f examples/shop)')
     const logger = createLogger(stringFlag(args, 'log-level'), 'up')
@@ -28,14 +36,26 @@ export const upCommand: Command = {
         logger,
         capture: false
       })))
+      const waypoints = await Promise.all(Object.values(state.waypoints).flatMap((wp) => wp.instances.map((instance) => Waypoint.start({
+        name: wp.name,
+        namespace: wp.namespace,
+        store,
+        listenAddress: instance.ip,
+        certificateSource: (trustBundle) => new CaClient({ url: plane.caServer.url, token: plane.nodeTokens.tokenFor(instance.node), trustBundle }),
+        logger,
+        ...(booleanFlag(args, 'access-log') && { accessLog: createLogger('info', 'access', 1) })
+      }))))
       console.log(`ambit up: ${ztunnels.length} nodes, ${Object.keys(state.workloads).length} workloads, ` +
         `${Object.keys(state.services).length} services on ${store.description}; CA at ${plane.caServer.url}`)
+      for (const wp of Object.values(state.waypoints)) {
+        console.log(`  waypoint ${wp.namespace}/${wp.name}: ${wp.instances.map((i) => `${i.ip} on ${i.node}`).join(', ') || 'no instance'}`)
+      }
       for (const node of Object.values(state.nodes)) {
         console.log(`  node ${node.name}: ztunnel on ${node.address} (SOCKS5 ${node.address}:15080, metrics http://${node.address}:15020/metrics)`)
       }
       console.log('Ctrl-C to stop')
       await untilSignal()
-      await Promise.all(ztunnels.map((z) => z.stop()))
+      await Promise.all([...ztunnels, ...waypoints].map((z) => z.stop()))
       await plane.stop()
       return 0
     } finally {

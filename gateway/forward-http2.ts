@@ -1,0 +1,130 @@
+/**
+ * Forwards one HTTP/2 request (gRPC included) to an endpoint over its shared HTTP/2 session:
+ * bodies stream both ways as they come (bidirectional gRPC streaming), response trailers
+ * (grpc-status) are passed on, and the try is bounded by a timeout. reply-from cannot
+ * reach several HTTP/2 origins, so this is the waypoint's own small HTTP/2 client path.
+ */
+import http2 from 'node:http2'
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { Http2Sessions } from './upstream.js'
+import type { HeaderRecord } from './filters.js'
+import type { TryError } from './retry.js'
+
+export interface Http2Target {
+  readonly ip: string
+  readonly port: number
+  readonly path: string
+  readonly headers: HeaderRecord
+  readonly timeoutMs: number
+  rewriteResponseHeaders (headers: http2.IncomingHttpHeaders): HeaderRecord
+}
+
+export interface Http2Result {
+  readonly status?: number
+  readonly error?: TryError
+  readonly flag?: string
+  readonly grpcStatus?: string
+  readonly requestBytes: number
+  readonly responseBytes: number
+}
+
+/** Headers that belong to one hop (RFC 9113 §8.2.2) or are pseudo-headers we set ourselves. */
+const HOP_HEADERS = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'host', 'http2-settings'])
+
+export async function forwardHttp2 (sessions: Http2Sessions, request: FastifyRequest, reply: FastifyReply, target: Http2Target): Promise<Http2Result> {
+  let session: http2.ClientHttp2Session
+  try {
+    session = await sessions.get(target.ip, target.port)
+  } catch {
+    void reply.code(503).send('upstream connect error\n')
+    return { error: 'connect-failure', flag: 'UF', requestBytes: 0, responseBytes: 0 }
+  }
+  reply.hijack()
+  const res = reply.raw as unknown as http2.Http2ServerResponse
+  return await new Promise<Http2Result>((resolve) => {
+    let requestBytes = 0
+    let responseBytes = 0
+    let status: number | undefined
+    let grpcStatus: string | undefined
+    let settled = false
+    const finish = (outcome: Partial<Http2Result>): void => {
+      if (settled) return
+      settled = true
+      resolve({ requestBytes, responseBytes, ...(status !== undefined && { status }), ...(grpcStatus !== undefined && { grpcStatus }), ...outcome })
+    }
+    const upstream = session.request({
+      ...forwardable(target.headers),
+      ':method': request.method,
+      ':path': target.path,
+      ':authority': headerString(request.headers[':authority']) ?? headerString(request.headers.host) ?? `${target.ip}:${target.port}`,
+      ':scheme': 'http'
+    })
+    upstream.setTimeout(target.timeoutMs, () => {
+      upstream.close(http2.constants.NGHTTP2_CANCEL)
+      if (!res.headersSent) res.writeHead(504).end('upstream request timeout\n')
+      else res.stream.close(http2.constants.NGHTTP2_CANCEL)
+      finish({ error: 'timeout', flag: 'UT' })
+    })
+    upstream.on('response', (headers, flags) => {
+      status = Number(headers[':status'])
+      grpcStatus = headerString(headers['grpc-status'])
+      const out = forwardable(target.rewriteResponseHeaders(withoutPseudo(headers)))
+      if ((flags & http2.constants.NGHTTP2_FLAG_END_STREAM) !== 0) {
+        // A trailers-only answer (how gRPC servers fail fast): headers and end of stream must
+        // stay one frame, or gRPC clients take grpc-status for metadata and then miss a status.
+        // Set now, they go out with END_STREAM when 'end' calls res.end().
+        res.statusCode = status
+        for (const [name, value] of Object.entries(out)) if (value !== undefined) res.setHeader(name, value)
+        upstream.resume()
+        return
+      }
+      res.writeHead(status, out)
+      // Only now: Node emits 'response' on the next tick but a DATA frame read in the same chunk
+      // at once, so an earlier 'data' listener would write the body before these headers.
+      upstream.on('data', (chunk: Buffer) => {
+        responseBytes += chunk.length
+        if (!res.write(chunk)) {
+          upstream.pause()
+          res.once('drain', () => upstream.resume())
+        }
+      })
+    })
+    upstream.on('trailers', (trailers) => {
+      grpcStatus = headerString(trailers['grpc-status']) ?? grpcStatus
+      res.addTrailers(withoutPseudo(trailers))
+    })
+    upstream.on('end', () => {
+      res.end()
+      finish({})
+    })
+    upstream.on('error', () => {
+      if (!res.headersSent) res.writeHead(502).end('upstream reset\n')
+      else res.stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR)
+      finish({ error: 'reset', flag: 'UC' })
+    })
+    request.raw.on('data', (chunk: Buffer) => { requestBytes += chunk.length })
+    request.raw.pipe(upstream)
+    res.stream.on('close', () => {
+      if (!upstream.closed) upstream.close(http2.constants.NGHTTP2_CANCEL)
+      finish({})
+    })
+  })
+}
+
+function withoutPseudo (headers: http2.IncomingHttpHeaders): HeaderRecord {
+  const out: HeaderRecord = {}
+  for (const [name, value] of Object.entries(headers)) if (!name.startsWith(':')) out[name] = value
+  return out
+}
+
+function forwardable (headers: HeaderRecord): HeaderRecord {
+  const out: HeaderRecord = {}
+  for (const [name, value] of Object.entries(headers)) {
+    if (!name.startsWith(':') && !HOP_HEADERS.has(name) && value !== undefined) out[name] = value
+  }
+  return out
+}
+
+function headerString (value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value
+}

@@ -1,0 +1,379 @@
+/**
+ * One request through the waypoint, in the order Envoy applies the same features:
+ * L7 authorization → route match → redirect / rewrite → fault injection → rate limits →
+ * backend choice → circuit breaker → endpoint choice (load balancer, outlier detection) →
+ * forwarding with retries and timeouts → response filters, metrics and an access log line.
+ */
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import { Transform, type Readable } from 'node:stream'
+import type { Logger } from 'pino'
+import type { MeshRegistry } from '../policy/registry.js'
+import type { EndpointState, ServiceState, WorkloadState } from '../policy/state.js'
+import type { BackendRef, HTTPRouteFilter } from '../policy/resources.js'
+import { evaluatePolicies } from '../policy/authz.js'
+import { parseSpiffeId, principalOf } from '../policy/identity.js'
+import type { HttpIngress, TunnelContext } from './http-ingress.js'
+import type { ServiceRuntimes, BackendRuntime } from './service-runtime.js'
+import type { RouteMatch } from './route-match.js'
+import { applyRequestFilters, applyResponseFilters, type HeaderRecord } from './filters.js'
+import { chooseBackend } from './backends.js'
+import { decideFault } from './faults.js'
+import { rulePolicy, shouldRetry, timeouts, tryTimeoutMs, type RetryPolicy, type TryError } from './retry.js'
+import { formatTraceparent, nextHop, type TraceContext } from './trace.js'
+import type { HttpLabels, WaypointMetrics } from './metrics.js'
+import type { Http2Sessions } from './upstream.js'
+import { forwardHttp2 } from './forward-http2.js'
+
+export interface PipelineDeps {
+  registry (): MeshRegistry
+  readonly runtimes: ServiceRuntimes
+  readonly ingress: HttpIngress
+  readonly h2: Http2Sessions
+  readonly metrics: WaypointMetrics
+  /** One JSON line per request; undefined turns the access log off. */
+  readonly accessLog?: Logger
+}
+
+/** Envoy's response flags for what the waypoint itself decided. */
+export const Flags = {
+  none: '-', denied: 'UAEX', noRoute: 'NR', noHealthyUpstream: 'UH', overflow: 'UO', faultAbort: 'FI',
+  delayInjected: 'DI', rateLimited: 'RL', timeout: 'UT', connectFailure: 'UF', reset: 'UC', retryLimit: 'URX'
+} as const
+
+/** Everything known about one request as it moves through the steps. */
+interface Exchange {
+  readonly request: FastifyRequest
+  readonly reply: FastifyReply
+  readonly tunnel: TunnelContext
+  readonly started: number
+  readonly trace: TraceContext
+  readonly grpc: boolean
+  source?: WorkloadState
+  backend?: ServiceState
+  endpoint?: EndpointState
+  /** 'ip:port' the request was sent to (the endpoint's port for the backend Service port). */
+  upstream?: string
+  flags: string[]
+  requestBytes: number
+  responseBytes: number
+  grpcStatus?: string
+}
+
+const DENIED_BODY = 'RBAC: access denied\n'
+const DEFAULT_TRY_TIMEOUT_MS = 30_000
+
+export class RequestPipeline {
+  constructor (private readonly deps: PipelineDeps) {}
+
+  async handle (request: FastifyRequest, reply: FastifyReply): Promise<void> {
+    const tunnel = this.deps.ingress.contextOf(request.raw)
+    if (tunnel === undefined) {
+      await reply.code(500).send('no tunnel context\n')
+      return
+    }
+    const exchange: Exchange = {
+      request, reply,
+      tunnel: withCurrentService(tunnel, this.deps.registry()),
+      started: performance.now(),
+      trace: nextHop(headerString(request.headers.traceparent)),
+      grpc: (request.headers['content-type'] ?? '').startsWith('application/grpc'),
+      flags: [],
+      requestBytes: 0,
+      responseBytes: 0
+    }
+    reply.raw.once('close', () => this.finish(exchange))
+    await this.route(exchange)
+  }
+
+  private async route (x: Exchange): Promise<void> {
+    const registry = this.deps.registry()
+    const state = registry.state
+    x.source = sourceWorkload(registry, x.tunnel)
+    const frontend = this.deps.runtimes.frontend(state, x.tunnel.service, x.tunnel.port.port)
+    if (!this.authorized(x, frontend.policies)) return this.local(x, 403, Flags.denied, DENIED_BODY)
+    const match = frontend.routes === undefined || frontend.routes.empty ? undefined : frontend.routes.match(routeRequest(x))
+    if (frontend.routes !== undefined && !frontend.routes.empty && match === undefined) return this.local(x, 404, Flags.noRoute, 'no route\n')
+    const filters = match?.rule.filters ?? []
+    const filtered = applyRequestFilters(filters, { path: x.request.url, headers: x.request.headers, port: x.tunnel.port.port }, match?.kind === 'HTTPRoute' ? match.match.path : undefined)
+    if (filtered.redirect !== undefined) {
+      x.reply.header('location', filtered.redirect.location)
+      return this.local(x, filtered.redirect.status, Flags.none, '')
+    }
+    const backendRef = match === undefined || match.rule.backendRefs.length === 0 ? selfRef(x.tunnel.service) : chooseBackend(match.rule.backendRefs)
+    const backend = backendRef === undefined ? undefined : registry.service(`${backendRef.namespace ?? routeNamespace(match) ?? x.tunnel.service.namespace}/${backendRef.name}`)
+    if (backend === undefined) return this.local(x, 500, Flags.noHealthyUpstream, 'no backend\n')
+    x.backend = backend
+    const runtime = this.deps.runtimes.backend(state, backend)
+    if (!(await this.passesFaultsAndLimits(x, runtime))) return
+    const release = runtime.breaker.tryAcquire('request')
+    if (release === undefined) return this.local(x, 503, Flags.overflow, 'upstream overflow\n')
+    x.reply.raw.once('close', release)
+    const port = backendRef?.port ?? x.tunnel.port.port
+    await this.forward(x, runtime, backend, port, match, filtered.headers, filtered.path, filters)
+  }
+
+  private authorized (x: Exchange, policies: Parameters<typeof evaluatePolicies>[0]): boolean {
+    if (policies.length === 0) return true
+    let peer: { principal: string, namespace: string } | undefined
+    try {
+      peer = { principal: principalOf(x.tunnel.peerSpiffeId), namespace: parseSpiffeId(x.tunnel.peerSpiffeId).namespace }
+    } catch {
+      return false
+    }
+    const decision = evaluatePolicies(policies, {
+      source: { ...peer, ip: x.tunnel.sourceIp },
+      destination: { ip: x.tunnel.service.vip ?? '', port: x.tunnel.port.port },
+      http: { method: x.request.method, path: x.request.url, host: headerString(x.request.headers.host) ?? x.tunnel.service.hostnames[0]!, headers: x.request.headers }
+    })
+    return decision.allowed
+  }
+
+  private async passesFaultsAndLimits (x: Exchange, runtime: BackendRuntime): Promise<boolean> {
+    const fault = decideFault(runtime.spec.faultInjection)
+    if (fault.delayMs !== undefined) {
+      x.flags.push(Flags.delayInjected)
+      await new Promise((resolve) => setTimeout(resolve, fault.delayMs))
+    }
+    if (fault.abort !== undefined) {
+      this.local(x, fault.abort, Flags.faultAbort, 'fault filter abort\n')
+      return false
+    }
+    if (runtime.localLimit !== undefined && !runtime.localLimit.tryTake().allowed) {
+      this.local(x, 429, Flags.rateLimited, 'local rate limited\n')
+      return false
+    }
+    if (runtime.globalLimit !== undefined && !(await runtime.globalLimit.tryTake()).allowed) {
+      this.local(x, 429, Flags.rateLimited, 'rate limited\n')
+      return false
+    }
+    return true
+  }
+
+  private pickEndpoint (x: Exchange, runtime: BackendRuntime, backend: ServiceState, port: number): EndpointState | undefined {
+    const serving = backend.endpoints.filter((e) => e.ports[String(port)] !== undefined)
+    const healthy = runtime.outlier?.healthy(serving) ?? serving
+    return runtime.balancer.pick(healthy, { headers: x.request.headers })
+  }
+
+  private async forward (
+    x: Exchange, runtime: BackendRuntime, backend: ServiceState, port: number, match: RouteMatch | undefined,
+    headers: HeaderRecord, path: string, filters: readonly HTTPRouteFilter[]
+  ): Promise<void> {
+    const endpoint = this.pickEndpoint(x, runtime, backend, port)
+    if (endpoint === undefined) return this.local(x, 503, Flags.noHealthyUpstream, 'no healthy upstream\n')
+    x.endpoint = endpoint
+    const targetPort = endpoint.ports[String(port)]!
+    x.upstream = `${endpoint.ip}:${targetPort}`
+    const ruleTimeouts = match === undefined ? {} : timeouts(match.rule)
+    const deadline = ruleTimeouts.requestMs === undefined ? undefined : Date.now() + ruleTimeouts.requestMs
+    const outgoing: HeaderRecord = { ...headers, traceparent: formatTraceparent(x.trace) }
+    delete outgoing.connection
+    if (deadline !== undefined) this.enforceDeadline(x, deadline)
+    const done = (outcome: { status?: number, error?: TryError }): void => {
+      this.reportToOutlierDetection(runtime, backend, endpoint, outcome)
+      runtime.balancer.onEnd(endpoint)
+    }
+    runtime.balancer.onStart(endpoint)
+    if (x.request.raw.httpVersionMajor === 2) {
+      const result = await forwardHttp2(this.deps.h2, x.request, x.reply, {
+        ip: endpoint.ip, port: targetPort, path, headers: outgoing,
+        timeoutMs: tryTimeoutMs(ruleTimeouts, deadline, Date.now()) ?? DEFAULT_TRY_TIMEOUT_MS,
+        rewriteResponseHeaders: (h) => applyResponseFilters(filters, h)
+      })
+      x.requestBytes += result.requestBytes
+      x.responseBytes += result.responseBytes
+      if (result.grpcStatus !== undefined) x.grpcStatus = result.grpcStatus
+      if (result.flag !== undefined) x.flags.push(result.flag)
+      done(result)
+      return
+    }
+    this.forwardHttp1(x, runtime, match, endpoint, targetPort, outgoing, path, filters, deadline, ruleTimeouts, done)
+  }
+
+  private forwardHttp1 (
+    x: Exchange, runtime: BackendRuntime, match: RouteMatch | undefined, endpoint: EndpointState, targetPort: number,
+    headers: HeaderRecord, path: string, filters: readonly HTTPRouteFilter[], deadline: number | undefined,
+    ruleTimeouts: ReturnType<typeof timeouts>, done: (outcome: { status?: number, error?: TryError }) => void
+  ): void {
+    const policy: RetryPolicy = match === undefined ? rulePolicy({ matches: [], filters: [], backendRefs: [] }) : rulePolicy(match.rule)
+    const host = endpoint.ip.includes(':') ? `[${endpoint.ip}]` : endpoint.ip
+    const body = x.request.body as Readable | undefined
+    // reply-from refuses a stream given as `body` ("not supported yet") but streams request.body.
+    if (body !== undefined) x.request.body = countBytes(body, (n) => { x.requestBytes += n })
+    void x.reply.from(`http://${host}:${targetPort}${path}`, {
+      timeout: tryTimeoutMs(ruleTimeouts, deadline, Date.now()) ?? DEFAULT_TRY_TIMEOUT_MS,
+      rewriteRequestHeaders: () => headers,
+      rewriteHeaders: (h) => applyResponseFilters(filters, h),
+      retryDelay: ({ err, res, attempt }) => {
+        const status = res?.statusCode
+        const error = err === undefined || err === null ? undefined : tryErrorOf(err as NodeJS.ErrnoException)
+        const decision = shouldRetry({ attempt: attempt + 1, method: x.request.method, policy, now: Date.now(), ...(deadline !== undefined && { deadline }), ...(status !== undefined && { status }), ...(error !== undefined && { error }) })
+        // No retry: onResponse / onError report the final outcome. A body is streamed, not
+        // buffered: once a try consumed it there is nothing left to send again.
+        if (!decision.retry || body !== undefined) return null
+        // The failed answer is not passed on: read it away so its tunnel goes back to the pool.
+        discardAnswer(res)
+        const slot = runtime.breaker.tryAcquire('retry')
+        if (slot === undefined) return null
+        setTimeout(slot, decision.delayMs)
+        done({ ...(status !== undefined && { status }), ...(error !== undefined && { error }) })
+        runtime.balancer.onStart(endpoint)
+        return Math.max(1, decision.delayMs)
+      },
+      onResponse: (_request, reply, res) => {
+        done({ status: res.statusCode })
+        reply.send(countBytes(res.stream as unknown as Readable, (n) => { x.responseBytes += n }))
+      },
+      onError: (reply, { error }) => {
+        const code = (error as { statusCode?: number }).statusCode ?? 502
+        const flag = code === 504 ? Flags.timeout : code === 503 ? Flags.connectFailure : Flags.reset
+        x.flags.push(flag)
+        done({ error: code === 504 ? 'timeout' : code === 503 ? 'connect-failure' : 'reset' })
+        if (!reply.sent) void reply.code(code).send(`upstream error: ${code === 504 ? 'timeout' : 'connect failure or reset'}\n`)
+      }
+    })
+  }
+
+  /** Feeds outlier detection; an ejection it decides is counted in ambit_outlier_ejections_total. */
+  private reportToOutlierDetection (runtime: BackendRuntime, backend: ServiceState, endpoint: EndpointState, outcome: { status?: number, error?: TryError }): void {
+    const detector = runtime.outlier
+    if (detector === undefined) return
+    const before = detector.ejections
+    detector.report(endpoint.ip, { ...(outcome.status !== undefined && { status: outcome.status }), connectFailure: outcome.error === 'connect-failure' })
+    if (detector.ejections > before) this.deps.metrics.outlierEjections.inc({ destination_service: backend.hostnames[0] ?? backend.key })
+  }
+
+  /** A request timeout covers every try: when it passes, the client gets 504 at once. */
+  private enforceDeadline (x: Exchange, deadline: number): void {
+    const timer = setTimeout(() => {
+      if (x.reply.sent || x.reply.raw.headersSent) return
+      this.local(x, 504, Flags.timeout, 'upstream request timeout\n')
+    }, Math.max(0, deadline - Date.now()))
+    x.reply.raw.once('close', () => clearTimeout(timer))
+  }
+
+  /** An answer the waypoint gives itself (denied, no route, fault, limit...). */
+  private local (x: Exchange, status: number, flag: string, body: string): void {
+    if (flag !== Flags.none) x.flags.push(flag)
+    if (x.reply.sent) return
+    if (x.grpc && status >= 400) {
+      void x.reply.code(200).header('content-type', 'application/grpc').header('grpc-status', grpcStatusFor(status)).header('grpc-message', body.trim()).send('')
+      x.grpcStatus = grpcStatusFor(status)
+      return
+    }
+    void x.reply.code(status).header('content-type', 'text/plain').send(body)
+  }
+
+  private finish (x: Exchange): void {
+    const duration = performance.now() - x.started
+    const status = x.reply.raw.statusCode
+    const labels = this.labels(x, status)
+    this.deps.metrics.request(labels, duration, x.requestBytes + headerBytes(x.request.headers), x.responseBytes)
+    this.deps.accessLog?.info({
+      method: x.request.method,
+      authority: headerString(x.request.headers.host) ?? headerString(x.request.headers[':authority']),
+      path: x.request.url,
+      status,
+      flags: labels.response_flags,
+      upstream: x.upstream,
+      duration: Math.round(duration * 1000) / 1000,
+      traceId: x.trace.traceId,
+      source: labels.source_principal,
+      service: labels.destination_service
+    }, 'access')
+  }
+
+  private labels (x: Exchange, status: number): HttpLabels {
+    const destination = x.endpoint === undefined ? undefined : this.deps.registry().workloadByIp(x.endpoint.ip)
+    const service = x.backend ?? x.tunnel.service
+    return {
+      reporter: 'waypoint',
+      source_workload: x.source?.name ?? 'unknown',
+      source_workload_namespace: x.source?.namespace ?? 'unknown',
+      source_principal: x.tunnel.peerSpiffeId,
+      destination_workload: destination?.name ?? 'unknown',
+      destination_workload_namespace: destination?.namespace ?? 'unknown',
+      destination_principal: destination?.spiffeId ?? 'unknown',
+      destination_service: service.hostnames[0] ?? 'unknown',
+      request_protocol: x.grpc ? 'grpc' : 'http',
+      response_code: String(status),
+      grpc_response_status: x.grpcStatus ?? '',
+      response_flags: x.flags.length === 0 ? Flags.none : x.flags.join(','),
+      connection_security_policy: 'mutual_tls'
+    }
+  }
+}
+
+/**
+ * A keep-alive tunnel outlives state updates, and its context holds the Service as it was when
+ * the tunnel opened: each request looks it up again, so new routes and policies apply at once.
+ */
+function withCurrentService (tunnel: TunnelContext, registry: MeshRegistry): TunnelContext {
+  const service = registry.service(tunnel.service.key)
+  return service === undefined ? tunnel : { ...tunnel, service }
+}
+
+function sourceWorkload (registry: MeshRegistry, tunnel: TunnelContext): WorkloadState | undefined {
+  const workload = registry.workloadByIp(tunnel.sourceIp)
+  return workload?.spiffeId === tunnel.peerSpiffeId ? workload : undefined
+}
+
+function routeRequest (x: Exchange): { method: string, path: string, headers: FastifyRequest['headers'] } {
+  return { method: x.request.method, path: x.request.url, headers: x.request.headers }
+}
+
+/** No route (or a rule without backendRefs): the addressed Service itself. */
+function selfRef (service: ServiceState): BackendRef {
+  return { group: '', kind: 'Service', name: service.name, namespace: service.namespace, weight: 1 }
+}
+
+/** 'HTTPRoute/ns/name' → 'ns': a backendRef without namespace is in its route's. */
+function routeNamespace (match: RouteMatch | undefined): string | undefined {
+  return match?.route.split('/')[1]
+}
+
+function headerString (value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value
+}
+
+function headerBytes (headers: FastifyRequest['headers']): number {
+  let total = 0
+  for (const [name, value] of Object.entries(headers)) total += name.length + 4 + String(value ?? '').length
+  return total
+}
+
+/** The same bytes, counted as they pass (a Transform: no 'data' listener, so no early flow). */
+function countBytes (stream: Readable, add: (n: number) => void): Readable {
+  const counter = new Transform({
+    transform (chunk: Buffer, _encoding, callback) {
+      add(chunk.length)
+      callback(null, chunk)
+    }
+  })
+  stream.on('error', (err) => counter.destroy(err))
+  return stream.pipe(counter)
+}
+
+/** reply-from types a try's answer as a FastifyReply; it is really { statusCode, headers, stream }. */
+function discardAnswer (answer: unknown): void {
+  (answer as { stream?: Readable } | undefined)?.stream?.resume()
+}
+
+function tryErrorOf (err: NodeJS.ErrnoException): TryError {
+  if (err.code === 'ECONNREFUSED' || err.code === 'EHOSTUNREACH' || /HBONE|tunnel|connect/i.test(err.message)) return 'connect-failure'
+  if (err.code === 'ETIMEDOUT' || /timeout/i.test(err.message)) return 'timeout'
+  return 'reset'
+}
+
+/** HTTP status → gRPC status, as Envoy maps them for gRPC clients. */
+function grpcStatusFor (status: number): string {
+  switch (status) {
+    case 400: return '13'
+    case 401: return '16'
+    case 403: return '7'
+    case 404: return '12'
+    case 429: return '14'
+    case 502: case 503: case 504: return '14'
+    default: return '2'
+  }
+}
