@@ -25,6 +25,7 @@ import { startEchoPod, startHttpPod, startTcpPod, httpResponse } from './helpers
 import { fetchMetrics, parseMetrics, promtoolCheckMetrics, samplesOf, scrape, sumOf } from './helpers/prometheus.js'
 import { curlViaSocks, sendAndCollect, socks5Connect } from './helpers/socks5-client.js'
 import { waitFor } from './helpers/wait.js'
+import { holdSampleAddresses } from './helpers/sample-addresses.js'
 import type { Teardown } from './helpers/redis.js'
 
 const FIXTURES = fileURLToPath(new URL('./fixtures/ztunnel-local/', import.meta.url))
@@ -35,7 +36,6 @@ const ECHO_PORT = 7
 const POD_HTTP_PORT = 18080
 const POD_ECHO_PORT = 17070
 const CLIENT_PRINCIPAL = 'spiffe://cluster.local/ns/demo/sa/client'
-const ZTUNNEL_PORTS = [15000, 15001, 15006, 15008, 15020, 15021, 15080]
 const BODY = 'hello from the server pod\n'
 
 interface Readiness {
@@ -50,15 +50,6 @@ async function readiness (address: string): Promise<Readiness> {
 
 async function waitReady (address: string): Promise<void> {
   await waitFor(`${address}:15021 ready`, async () => (await readiness(address).catch(() => undefined))?.status === 200, 30_000)
-}
-
-/** Whether something accepts connections on address:port (probing by connecting never takes the port from its owner). */
-async function isListening (address: string, port: number): Promise<boolean> {
-  const socket = net.connect({ host: address, port })
-  return await new Promise((resolve) => {
-    socket.once('connect', () => { socket.destroy(); resolve(true) })
-    socket.once('error', () => resolve(false))
-  })
 }
 
 async function exitCode (child: ChildProcess, timeoutMs: number): Promise<number | null> {
@@ -82,18 +73,8 @@ t.test('canonical: curl --socks5-hostname through node-a reaches the server on n
   const nodeB = '127.0.0.3'
   const client = '127.0.0.11'
   const serverIp = '127.0.0.21'
-  // The README test runs the sample shop on these addresses too: wait for it to be gone.
-  await waitFor('127.0.0.2/127.0.0.3 ztunnel ports free', async () => {
-    for (const address of [nodeA, nodeB]) {
-      for (const port of ZTUNNEL_PORTS) {
-        if (await isListening(address, port)) {
-          await sleep(250)
-          return false
-        }
-      }
-    }
-    return true
-  }, 120_000)
+  // The README test runs the sample shop on these addresses too: take turns.
+  await holdSampleAddresses(t)
   const httpPod = await startHttpPod(t, serverIp, POD_HTTP_PORT, BODY)
   const echoPod = await startEchoPod(t, serverIp, POD_ECHO_PORT)
   const up = startCli(t, ['up', '-f', `${FIXTURES}canonical`, '--ca-port', '0'])
