@@ -14,7 +14,8 @@
  *   follower.on('update', (revision) => rebuild(follower.entries))
  */
 import { EventEmitter } from 'node:events'
-import { applyChanges } from '../policy/entries.js'
+import { applyChanges, fromEntries } from '../policy/entries.js'
+import type { MeshState } from '../policy/state.js'
 import { StoreError } from '../policy/errors.js'
 import type { Keyspace, Store, StoreChange, Unsubscribe } from './store.js'
 
@@ -230,5 +231,14 @@ export class StateFollower extends EventEmitter<StateFollowerEvents> {
     } catch (error) {
       queueMicrotask(() => { throw error })
     }
+  }
+}
+
+/** The first mesh state the follower holds (a fresh store may have none until the controller writes). */
+export async function firstMeshState (follower: StateFollower): Promise<MeshState> {
+  for (;;) {
+    const state = fromEntries(follower.entries)
+    if (state !== undefined) return state
+    await new Promise((resolve) => follower.once('update', resolve))
   }
 }

@@ -38,6 +38,9 @@ export const HTTP_LIMITS: HttpLimits = {
   maxHeadersCount: 200
 }
 
+/** How often the HTTP/1.1 server looks for requests past headersTimeout / requestTimeout. */
+const TIMEOUT_CHECK_INTERVAL_MS = 1_000
+
 export class HttpIngress {
   readonly http1: http.Server
   readonly http2: http2.Http2Server
@@ -49,11 +52,17 @@ export class HttpIngress {
     http2Handler: (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void,
     limits: HttpLimits = HTTP_LIMITS
   ) {
-    this.http1 = http.createServer({ maxHeaderSize: limits.maxHeaderSize, requireHostHeader: false }, http1Handler)
+    this.http1 = http.createServer({
+      maxHeaderSize: limits.maxHeaderSize, requireHostHeader: false, connectionsCheckingInterval: TIMEOUT_CHECK_INTERVAL_MS
+    }, http1Handler)
     this.http1.headersTimeout = limits.headersTimeoutMs
     this.http1.requestTimeout = limits.requestTimeoutMs
     this.http1.keepAliveTimeout = limits.keepAliveTimeoutMs
     this.http1.maxHeadersCount = limits.maxHeadersCount
+    // Node enforces headersTimeout and requestTimeout with a periodic check that it starts on
+    // 'listening'. This server never listens (connections are handed to it), so without this a
+    // client sending its headers a byte at a time (slowloris) would hold its tunnel forever.
+    this.http1.emit('listening')
     this.http2 = http2.createServer({ maxHeaderListPairs: limits.maxHeadersCount, maxSessionMemory: 32, settings: { maxHeaderListSize: limits.maxHeaderSize } }, http2Handler)
     this.http2.on('session', (session) => {
       if (this.pendingSession !== undefined) this.byConnection.set(session, this.pendingSession)

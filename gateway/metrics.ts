@@ -3,8 +3,9 @@
  * (istio_requests_total, istio_request_duration_milliseconds, istio_request_bytes,
  * istio_response_bytes; reporter="waypoint"), so Istio dashboards work unchanged.
  */
-import { Counter, Gauge, Histogram, Registry } from 'prom-client'
+import { Counter, Histogram, Registry } from 'prom-client'
 import { registerProcessMetrics } from '../proxy/process-metrics.js'
+import { stateGauges, type StateGauges } from '../proxy/state-metrics.js'
 
 export const HTTP_LABELS = [
   'reporter', 'source_workload', 'source_workload_namespace', 'source_principal',
@@ -26,8 +27,7 @@ export class WaypointMetrics {
   private readonly responseBytes: Histogram<typeof HTTP_LABELS[number]>
   readonly rateLimitFailOpen: Counter<'destination_service'>
   readonly outlierEjections: Counter<'destination_service'>
-  readonly stale: Gauge
-  readonly revision: Gauge
+  readonly state: StateGauges
 
   constructor (waypoint: string) {
     this.registry.setDefaultLabels({ waypoint })
@@ -38,8 +38,7 @@ export class WaypointMetrics {
     this.responseBytes = new Histogram({ name: 'istio_response_bytes', help: 'Response sizes in bytes (headers and body)', labelNames: HTTP_LABELS, buckets: SIZE_BUCKETS, registers })
     this.rateLimitFailOpen = new Counter({ name: 'ambit_ratelimit_fail_open_total', help: 'Requests let through because the global rate limit store was unreachable', labelNames: ['destination_service'], registers })
     this.outlierEjections = new Counter({ name: 'ambit_outlier_ejections_total', help: 'Endpoints ejected by outlier detection', labelNames: ['destination_service'], registers })
-    this.stale = new Gauge({ name: 'ambit_state_stale', help: '1 while the mesh state store is unreachable and the proxy serves its last state', registers })
-    this.revision = new Gauge({ name: 'ambit_state_revision', help: 'Revision of the mesh state the proxy serves', registers })
+    this.state = stateGauges(this.registry)
     registerProcessMetrics(this.registry)
   }
 

@@ -40,6 +40,13 @@ export const Flags = {
   delayInjected: 'DI', rateLimited: 'RL', timeout: 'UT', connectFailure: 'UF', reset: 'UC', retryLimit: 'URX'
 } as const
 
+const FAILURE_FLAGS: Readonly<Record<TryError, string>> = { timeout: Flags.timeout, 'connect-failure': Flags.connectFailure, reset: Flags.reset }
+const FAILURE_BODIES: Readonly<Record<TryError, string>> = {
+  timeout: 'upstream request timeout\n',
+  'connect-failure': 'upstream connect error or disconnect/reset before headers. reset reason: connection failure\n',
+  reset: 'upstream connect error or disconnect/reset before headers. reset reason: connection termination\n'
+}
+
 /** Everything known about one request as it moves through the steps. */
 interface Exchange {
   readonly request: FastifyRequest
@@ -174,7 +181,7 @@ export class RequestPipeline {
       runtime.balancer.onEnd(endpoint)
     }
     runtime.balancer.onStart(endpoint)
-    if (x.request.raw.httpVersionMajor === 2) {
+    if (x.request.raw.httpVersionMajor === 2 && upstreamSpeaksHttp2(backend, port, x.grpc)) {
       const result = await forwardHttp2(this.deps.h2, x.request, x.reply, {
         ip: endpoint.ip, port: targetPort, path, headers: outgoing,
         timeoutMs: tryTimeoutMs(ruleTimeouts, deadline, Date.now()) ?? DEFAULT_TRY_TIMEOUT_MS,
@@ -187,7 +194,7 @@ export class RequestPipeline {
       done(result)
       return
     }
-    this.forwardHttp1(x, runtime, match, endpoint, targetPort, outgoing, path, filters, deadline, ruleTimeouts, done)
+    this.forwardHttp1(x, runtime, match, endpoint, targetPort, http1Headers(outgoing), path, filters, deadline, ruleTimeouts, done)
   }
 
   private forwardHttp1 (
@@ -225,11 +232,12 @@ export class RequestPipeline {
         reply.send(countBytes(res.stream as unknown as Readable, (n) => { x.responseBytes += n }))
       },
       onError: (reply, { error }) => {
-        const code = (error as { statusCode?: number }).statusCode ?? 502
-        const flag = code === 504 ? Flags.timeout : code === 503 ? Flags.connectFailure : Flags.reset
-        x.flags.push(flag)
-        done({ error: code === 504 ? 'timeout' : code === 503 ? 'connect-failure' : 'reset' })
-        if (!reply.sent) void reply.code(code).send(`upstream error: ${code === 504 ? 'timeout' : 'connect failure or reset'}\n`)
+        // reply-from's own status says little (a refused tunnel comes back as a 500): the try's
+        // error, its cause, says what happened. Envoy answers 504 to a timeout, else 503.
+        const failure = (error as { statusCode?: number }).statusCode === 504 ? 'timeout' : tryErrorOf(((error as { cause?: unknown }).cause ?? error) as NodeJS.ErrnoException)
+        x.flags.push(FAILURE_FLAGS[failure])
+        done({ error: failure })
+        if (!reply.sent) void reply.code(failure === 'timeout' ? 504 : 503).send(FAILURE_BODIES[failure])
       }
     })
   }
@@ -257,8 +265,17 @@ export class RequestPipeline {
     if (flag !== Flags.none) x.flags.push(flag)
     if (x.reply.sent) return
     if (x.grpc && status >= 400) {
-      void x.reply.code(200).header('content-type', 'application/grpc').header('grpc-status', grpcStatusFor(status)).header('grpc-message', body.trim()).send('')
       x.grpcStatus = grpcStatusFor(status)
+      // A trailers-only answer: status and message in the one HEADERS frame that ends the
+      // stream. fastify would send its headers first and end the stream apart, and gRPC clients
+      // then read grpc-status as metadata and fail the call with INTERNAL instead.
+      x.reply.hijack()
+      const raw = x.reply.raw
+      raw.statusCode = 200
+      raw.setHeader('content-type', 'application/grpc')
+      raw.setHeader('grpc-status', x.grpcStatus)
+      raw.setHeader('grpc-message', body.trim())
+      raw.end()
       return
     }
     void x.reply.code(status).header('content-type', 'text/plain').send(body)
@@ -332,6 +349,24 @@ function routeNamespace (match: RouteMatch | undefined): string | undefined {
   return match?.route.split('/')[1]
 }
 
+/**
+ * Whether to speak HTTP/2 to the endpoint: when its Service port says so (appProtocol http2 or
+ * grpc) or the request is gRPC. Otherwise HTTP/1.1, whatever the client spoke: Envoy too picks
+ * the upstream protocol from the destination, and an h2c client must not break an HTTP/1.1 pod.
+ */
+function upstreamSpeaksHttp2 (backend: ServiceState, port: number, grpc: boolean): boolean {
+  const protocol = backend.ports.find((p) => p.port === port)?.appProtocol
+  return grpc || protocol === 'http2' || protocol === 'grpc'
+}
+
+/** Request headers as HTTP/1.1 carries them: no HTTP/2 pseudo-headers; :authority becomes Host. */
+function http1Headers (headers: HeaderRecord): HeaderRecord {
+  const out: HeaderRecord = {}
+  for (const [name, value] of Object.entries(headers)) if (!name.startsWith(':')) out[name] = value
+  out.host ??= headers[':authority']
+  return out
+}
+
 function headerString (value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value[0] : value
 }
@@ -361,7 +396,8 @@ function discardAnswer (answer: unknown): void {
 
 function tryErrorOf (err: NodeJS.ErrnoException): TryError {
   if (err.code === 'ECONNREFUSED' || err.code === 'EHOSTUNREACH' || /HBONE|tunnel|connect/i.test(err.message)) return 'connect-failure'
-  if (err.code === 'ETIMEDOUT' || /timeout/i.test(err.message)) return 'timeout'
+  // reply-from's try timeout says "HTTP request timed out".
+  if (err.code === 'ETIMEDOUT' || /timeout|timed out/i.test(err.message)) return 'timeout'
   return 'reset'
 }
 

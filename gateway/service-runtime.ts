@@ -80,7 +80,8 @@ export class ServiceRuntimes {
             name: service.key,
             requests: global.requests,
             interval: global.interval,
-            onFailOpen: () => this.options.onRateLimitFailOpen?.(service.key)
+            // Labelled like istio_requests_total's destination_service: the Service's hostname.
+            onFailOpen: () => this.options.onRateLimitFailOpen?.(service.hostnames[0] ?? service.key)
           })
       }
     })

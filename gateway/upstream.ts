@@ -29,6 +29,10 @@ function asSocket (stream: Duplex): Duplex {
     return write(typeof chunk === 'string' ? Buffer.from(chunk, typeof encoding === 'string' ? encoding : 'utf8') : chunk, done)
   }
   ;(stream as unknown as { write: typeof writeBuffers }).write = writeBuffers
+  // A socket closes when its peer ends it; an HTTP/2 stream stays half-open. Without this, when
+  // a backend closes an idle connection the Agent keeps its tunnel as a free connection, and the
+  // next request sent on it waits for an answer that never comes.
+  stream.once('end', () => stream.destroy())
   return stream
 }
 

@@ -7,12 +7,13 @@ import type http from 'node:http'
 import type https from 'node:https'
 import type http2 from 'node:http2'
 import type { Duplex } from 'node:stream'
+import { once } from 'node:events'
 import type { Logger } from 'pino'
 import Fastify, { type FastifyInstance } from 'fastify'
 import replyFrom from '@fastify/reply-from'
 import type { Redis, Cluster } from 'ioredis'
 import type { Store } from '../control/store.js'
-import { StateFollower } from '../control/follower.js'
+import { StateFollower, firstMeshState } from '../control/follower.js'
 import { fromEntries } from '../policy/entries.js'
 import { MeshRegistry } from '../policy/registry.js'
 import type { MeshState, ServiceState } from '../policy/state.js'
@@ -22,12 +23,16 @@ import { HbonePool } from '../proxy/pool.js'
 import { startHboneServer, type HboneRequest, type HboneServer } from '../proxy/hbone-server.js'
 import { pipeBidirectional } from '../proxy/pipe.js'
 import { connectTcp } from '../proxy/connect.js'
+import { trackState } from '../proxy/state-metrics.js'
 import { startAdmin, DEFAULT_ADMIN_PORTS, type AdminPorts, type AdminServers } from '../proxy/admin.js'
 import { HTTP_LIMITS, HttpIngress, type HttpLimits, type TunnelContext } from './http-ingress.js'
 import { RequestPipeline } from './pipeline.js'
 import { ServiceRuntimes } from './service-runtime.js'
 import { WaypointMetrics } from './metrics.js'
 import { Http2Sessions, TunnelAgent, type TunnelOpener } from './upstream.js'
+
+/** How long start() waits for the waypoint's certificate before listening anyway (unready). */
+const CERTIFICATE_WAIT_MS = 10_000
 
 export interface WaypointPorts extends AdminPorts {
   readonly hbone: number
@@ -100,7 +105,7 @@ export class Waypoint {
     const logger = options.logger.child({ waypoint: `${options.namespace}/${options.name}` })
     const follower = new StateFollower(options.store, 'state')
     await follower.start()
-    const state = await firstState(follower)
+    const state = await firstMeshState(follower)
     const certificates = new WorkloadCertificates(options.certificateSource(state.mesh.trustBundle), state.mesh.trustDomain, logger)
     const waypoint = new Waypoint({ ...options, logger }, follower, certificates)
     await waypoint.run(state)
@@ -135,6 +140,7 @@ export class Waypoint {
     const host = this.options.listenAddress ?? (self.instances.length === 1 ? self.instances[0]!.ip : undefined)
     if (host === undefined) throw new ConfigError(`waypoint ${this.options.namespace}/${this.options.name} has ${self.instances.length} instances; give --listen-address`)
     this.apps = [await this.buildApp(false), await this.buildApp(true)]
+    await this.waitForCertificate()
     const ports = { ...this.boundPorts, ...this.options.ports }
     this.hbone = await startHboneServer({
       host,
@@ -157,13 +163,20 @@ export class Waypoint {
       const next = fromEntries(this.follower.entries)
       if (next !== undefined) this.apply(next)
     })
-    this.follower.on('stale', () => this.metrics.stale.set(1))
-    this.follower.on('fresh', () => this.metrics.stale.set(0))
+    trackState(this.follower, this.metrics.state)
+  }
+
+  /**
+   * As the ztunnel does: HBONE listens once the waypoint's certificate is there (or, after a
+   * while, without it and unready), so the first callers are not refused for want of one.
+   */
+  private async waitForCertificate (): Promise<void> {
+    if (this.certificates.ready) return
+    await Promise.race([once(this.certificates, 'ready'), new Promise((resolve) => setTimeout(resolve, CERTIFICATE_WAIT_MS).unref())])
   }
 
   private apply (state: MeshState): void {
     this.current = new MeshRegistry(state, this.follower.revision)
-    this.metrics.revision.set(this.follower.revision)
     this.certificates.sync([{ namespace: this.options.namespace, serviceAccount: this.options.name }])
   }
 
@@ -230,7 +243,6 @@ export class Waypoint {
         return (useHttp2 ? this.ingress.http2 : this.ingress.http1) as unknown as http.Server
       },
       logger: false,
-      disableRequestLogging: true,
       bodyLimit: 64 * 1024 * 1024,
       return503OnClosing: true
     })
@@ -248,13 +260,4 @@ export class Waypoint {
     return app
   }
 }
-
-async function firstState (follower: StateFollower): Promise<MeshState> {
-  for (;;) {
-    const state = fromEntries(follower.entries)
-    if (state !== undefined) return state
-    await new Promise((resolve) => follower.once('update', resolve))
-  }
-}
-
 

@@ -4,6 +4,7 @@
  */
 import { Counter, Gauge, Registry } from 'prom-client'
 import { registerProcessMetrics } from '../proxy/process-metrics.js'
+import { stateGauges, type StateGauges } from '../proxy/state-metrics.js'
 
 export const TCP_LABELS = [
   'reporter', 'source_workload', 'source_workload_namespace', 'source_principal',
@@ -44,8 +45,7 @@ export class ZtunnelMetrics {
   private readonly closed: Counter<typeof TCP_LABELS[number]>
   private readonly sent: Counter<typeof TCP_LABELS[number]>
   private readonly received: Counter<typeof TCP_LABELS[number]>
-  readonly stale: Gauge
-  readonly revision: Gauge
+  readonly state: StateGauges
   readonly certificates: Gauge<'state'>
   readonly activeConnections: Gauge<'direction'>
 
@@ -60,8 +60,7 @@ export class ZtunnelMetrics {
     this.closed = counter('istio_tcp_connections_closed_total', 'TCP connections closed')
     this.sent = counter('istio_tcp_sent_bytes_total', 'Bytes sent to the client during the connection (response direction)', () => this.flushAll())
     this.received = counter('istio_tcp_received_bytes_total', 'Bytes received from the client during the connection (request direction)', () => this.flushAll())
-    this.stale = new Gauge({ name: 'ambit_state_stale', help: '1 while the mesh state store is unreachable and the proxy serves its last state', registers: [this.registry] })
-    this.revision = new Gauge({ name: 'ambit_state_revision', help: 'Revision of the mesh state the proxy serves', registers: [this.registry] })
+    this.state = stateGauges(this.registry)
     this.certificates = new Gauge({ name: 'ambit_workload_certificates', help: 'Workload certificates held, by state', labelNames: ['state'], registers: [this.registry] })
     this.activeConnections = new Gauge({ name: 'ambit_active_connections', help: 'Connections being proxied now', labelNames: ['direction'], registers: [this.registry] })
     registerProcessMetrics(this.registry)

@@ -8,7 +8,7 @@ import net from 'node:net'
 import { once } from 'node:events'
 import type { Logger } from 'pino'
 import type { Store } from '../control/store.js'
-import { StateFollower } from '../control/follower.js'
+import { StateFollower, firstMeshState } from '../control/follower.js'
 import { fromEntries } from '../policy/entries.js'
 import { MeshRegistry } from '../policy/registry.js'
 import type { MeshState } from '../policy/state.js'
@@ -19,6 +19,7 @@ import { HbonePool } from '../proxy/pool.js'
 import { startHboneServer, type HboneServer, type HboneServerLimits, type TlsFailureReason } from '../proxy/hbone-server.js'
 import { ConnectionTracker, tcpLabels, type ZtunnelContext } from './context.js'
 import { connectTcp } from '../proxy/connect.js'
+import { trackState } from '../proxy/state-metrics.js'
 import { Inbound } from './inbound.js'
 import { Outbound } from './outbound.js'
 import { startAdmin, DEFAULT_ADMIN_PORTS, type AdminPorts, type AdminServers } from '../proxy/admin.js'
@@ -92,7 +93,7 @@ export class Ztunnel {
     const logger = options.logger.child({ node: options.node })
     const follower = new StateFollower(options.store, 'state')
     await follower.start()
-    const state = await firstState(follower)
+    const state = await firstMeshState(follower)
     const certificates = new WorkloadCertificates(options.certificateSource(state.mesh.trustBundle), state.mesh.trustDomain, logger)
     const ztunnel = new Ztunnel(options, follower, certificates, logger)
     await ztunnel.run(state)
@@ -173,14 +174,11 @@ export class Ztunnel {
       if (next !== undefined) this.apply(next)
       void this.syncCapture()
     })
-    this.follower.on('stale', () => this.context.metrics.stale.set(1))
-    this.follower.on('fresh', () => this.context.metrics.stale.set(0))
-    this.context.metrics.stale.set(this.follower.stale ? 1 : 0)
+    trackState(this.follower, this.context.metrics.state)
   }
 
   private apply (state: MeshState): void {
     this.current = new MeshRegistry(state, this.follower.revision)
-    this.context.metrics.revision.set(this.follower.revision)
     const local = this.current.workloadsOnNode(this.options.node)
     this.certificates.sync(local.map((w) => ({ namespace: w.namespace, serviceAccount: w.serviceAccount })))
     this.context.metrics.certificates.labels('wanted').set(new Set(local.map((w) => w.spiffeId)).size)
@@ -235,14 +233,6 @@ const TLS_FAILURE_FLAGS: Readonly<Record<TlsFailureReason, ResponseFlag>> = {
   'no-client-certificate': ResponseFlags.tlsNoClientCertificate,
   'untrusted-client-certificate': ResponseFlags.tlsUntrustedCertificate,
   'no-spiffe-id': ResponseFlags.peerIdentityMismatch
-}
-
-async function firstState (follower: StateFollower): Promise<MeshState> {
-  for (;;) {
-    const state = fromEntries(follower.entries)
-    if (state !== undefined) return state
-    await once(follower, 'update')
-  }
 }
 
 function halfOpen (socket: net.Socket): net.Socket {
