@@ -12,7 +12,7 @@ import type { BackendRef, HTTPPathMatch, HTTPRouteFilter, HeaderModifier, PathMo
 import type { Random } from './random.js'
 import {
   hasPathPrefix, normalizePrefix, requestAuthority, splitAuthority, splitTarget, type HeaderMap
-} from './route-match.js'
+} from '../policy/route-match.js'
 
 /** Headers the filters produced: a copy the caller may change and pass to http.request. */
 export type HeaderRecord = Record<string, string | string[] | undefined>

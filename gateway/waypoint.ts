@@ -114,6 +114,15 @@ export class Waypoint {
 
   get ports (): WaypointPorts { return this.boundPorts }
 
+  /**
+   * Serves one plain-TCP HTTP connection through the same fastify pipeline as an HBONE tunnel,
+   * as if it had arrived from `context`. Production traffic always comes over HBONE; this is
+   * for benchmarks and tests that measure the L7 pipeline without mTLS in front of it.
+   */
+  acceptPlainHttp (connection: Duplex, context: TunnelContext): void {
+    this.ingress.accept(connection, context)
+  }
+
   notReadyReason (): string | undefined {
     if (this.draining) return 'draining'
     if (!this.certificates.ready) return 'waiting for the waypoint certificate'

@@ -1,7 +1,7 @@
 import t from 'tap'
 import { applyRequestFilters, applyResponseFilters, replacePrefix, type FilterRequest } from '../gateway/filters.js'
 import { seededRandom } from '../gateway/random.js'
-import { normalizePrefix } from '../gateway/route-match.js'
+import { normalizePrefix } from '../policy/route-match.js'
 import type { BackendRef, HTTPPathMatch, HTTPRouteFilter, HeaderModifier, PathModifier } from '../policy/resources.js'
 
 // ---- builders ----

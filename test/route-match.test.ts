@@ -2,7 +2,7 @@ import t from 'tap'
 import {
   compileRoutes, isGrpcRequest, routesForPort, splitAuthority, type AttachedRoute, type HeaderMap, type RouteMatch,
   type RouteRequest
-} from '../gateway/route-match.js'
+} from '../policy/route-match.js'
 import { validateResource } from '../policy/validate.js'
 
 // ---- builders: routes go through validation, so the defaults are the real ones ----

@@ -3,7 +3,8 @@ import { FILE_FLAG, HELP_FLAG, STORE_FLAG, requiredFlag, stringFlag } from '../c
 import { MESH_FLAGS } from './control-flags.js'
 import { loadMesh } from '../mesh-input.js'
 import { MeshRegistry } from '../../policy/registry.js'
-import { explain, type Explanation } from '../../policy/explain.js'
+import { explain, type Explanation, type RouteVerdict } from '../../policy/explain.js'
+import type { Decision } from '../../policy/authz.js'
 
 export const explainCommand: Command = {
   name: 'explain',
@@ -40,8 +41,11 @@ function render (e: Explanation): string {
       : `to:         ${e.endpoints[0]?.endpoint.workload ?? '?'} port ${e.port.port}`
   ]
   if (e.waypoint !== undefined) {
-    lines.push(`waypoint:   ${e.waypoint.namespace}/${e.waypoint.name}${e.waypoint.state === undefined ? ' (MISSING: traffic is refused)' : ''}`)
+    lines.push(`waypoint:   ${e.waypoint.namespace}/${e.waypoint.name}${e.waypoint.state === undefined ? ' (MISSING: traffic is refused)' : `, identity ${e.waypoint.state.spiffeId}`}`)
+    if (e.waypoint.decision !== undefined) lines.push(...decisionLines(e.waypoint.decision))
   }
+  if (e.routing !== undefined) lines.push(...routingLines(e.routing))
+  if (e.trafficPolicy !== undefined) lines.push(`traffic:    TrafficPolicy ${e.trafficPolicy}`)
   if (e.endpoints.length === 0) lines.push('endpoints:  none (nothing to connect to)')
   for (const ep of e.endpoints) {
     lines.push(`endpoint:   ${ep.endpoint.workload} ${ep.endpoint.ip}:${ep.targetPort} on ${ep.endpoint.node}`)
@@ -50,11 +54,24 @@ function render (e: Explanation): string {
       lines.push('  verdict:  ALLOW (outside the mesh: plain TCP, no policy)')
       continue
     }
-    for (const c of ep.decision.considered) {
-      lines.push(`  policy:   ${c.policy} ${c.action}: ${c.matchedRule === undefined ? 'no rule matched' : `rule ${c.matchedRule} matched`}`)
-    }
-    lines.push(`  verdict:  ${ep.decision.allowed ? 'ALLOW' : 'DENY'}: ${ep.decision.reason}`)
+    lines.push(...decisionLines(ep.decision))
   }
   lines.push(`result:     ${e.allowed ? 'ALLOWED' : 'DENIED'}`)
   return lines.join('\n')
+}
+
+function decisionLines (decision: Decision): string[] {
+  return [
+    ...decision.considered.map((c) => `  policy:   ${c.policy} ${c.action}: ${c.matchedRule === undefined ? 'no rule matched' : `rule ${c.matchedRule} matched`}`),
+    `  verdict:  ${decision.allowed ? 'ALLOW' : 'DENY'}: ${decision.reason}`
+  ]
+}
+
+function routingLines (routing: RouteVerdict): string[] {
+  if (routing.attached.length === 0) return ['route:      none attached: the Service itself']
+  if (routing.noMatch) return [`route:      no rule of ${routing.attached.join(', ')} matches: 404`]
+  if (routing.matched === undefined) return [`routes:     ${routing.attached.join(', ')} (give --method/--path to see the rule taken)`]
+  const total = routing.matched.backends.reduce((sum, b) => sum + b.weight, 0)
+  const backends = routing.matched.backends.map((b) => `${b.name}${b.port !== undefined ? `:${b.port}` : ''} ${total === 0 ? 0 : Math.round(b.weight * 1000 / total) / 10}%`)
+  return [`route:      ${routing.matched.route} rule ${routing.matched.rule} → ${backends.join(', ')}`]
 }

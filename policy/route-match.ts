@@ -30,7 +30,7 @@
 import {
   resourceKey, type GRPCRouteMatch, type GRPCRouteResource, type GRPCRouteRule, type HTTPHeaderMatch,
   type HTTPPathMatch, type HTTPRouteMatch, type HTTPRouteResource, type HTTPRouteRule, type StringMatchType
-} from '../policy/resources.js'
+} from './resources.js'
 
 /** Node's header shape: lower-case names, repeated headers as arrays. */
 export type HeaderMap = Readonly<Record<string, string | readonly string[] | undefined>>
