@@ -31,6 +31,8 @@ const MAX_TIMER_MS = 2 ** 31 - 1
 /** The node a caller proved to be. */
 export interface NodeCredential {
   readonly node: string
+  /** The one identity the caller may ask for (a waypoint's pod), whatever else runs on its node. */
+  readonly only?: { readonly namespace: string, readonly serviceAccount: string }
 }
 
 export interface CaAuthorizer {
@@ -219,9 +221,12 @@ function send (res: ServerResponse, status: number, body: unknown): void {
 }
 
 async function issueCertificate (options: CaServerOptions, req: IncomingMessage): Promise<unknown> {
-  const { node } = await authenticate(options.authorizer, req)
+  const { node, only } = await authenticate(options.authorizer, req)
   const request = parseIssueRequest(await readBody(req))
   const { namespace, serviceAccount } = request
+  if (only !== undefined && (only.namespace !== namespace || only.serviceAccount !== serviceAccount)) {
+    throw refuse(403, `this caller may only obtain certificates for ${only.namespace}/${only.serviceAccount}`)
+  }
   if (!await options.authorizer.mayIssue(node, namespace, serviceAccount)) {
     throw refuse(403, `node ${node} has no pod with service account ${namespace}/${serviceAccount}`)
   }

@@ -149,8 +149,21 @@ export class CertificateAuthority {
 
   /** Writes the CA certificate (and chain) and its private key (mode 0600) for a later load(). */
   async save (files: CaFiles): Promise<void> {
-    await writeFile(files.certFile, [this.#certificate.toString('pem'), ...this.#issuerChain].join('\n') + '\n')
-    await writeFile(files.keyFile, privateKeyPem(this.#privateKey), { mode: 0o600 })
+    const { certificate, key } = this.exportPem()
+    await writeFile(files.certFile, certificate)
+    await writeFile(files.keyFile, key, { mode: 0o600 })
+  }
+
+  /**
+   * The CA certificate (and chain) and its private key as PEM, for storing them where the next
+   * start loads them with fromPem() (a Kubernetes Secret). Like save(), an explicit export: the
+   * caller must never log the key.
+   */
+  exportPem (): { readonly certificate: string, readonly key: string } {
+    return {
+      certificate: [this.#certificate.toString('pem'), ...this.#issuerChain].join('\n') + '\n',
+      key: privateKeyPem(this.#privateKey)
+    }
   }
 
   /**

@@ -34,6 +34,8 @@ export interface ControllerOptions {
 interface ControllerEvents {
   /** A new state was committed. */
   state: [MeshState, number]
+  /** The resources were resolved, taking this many seconds (for the controller's metrics). */
+  resolved: [number]
 }
 
 const RETRY_MS = 500
@@ -124,7 +126,9 @@ export class Controller extends EventEmitter<ControllerEvents> {
 
   private async reconcileOnce (): Promise<void> {
     if (this.stopped) return
+    const started = performance.now()
     const { state, warnings } = resolve(this.resources(), this.options.mesh)
+    this.emit('resolved', (performance.now() - started) / 1000)
     // Sources may change often (a cluster's pods): say each warning once, not on every resolution.
     for (const warning of warnings) {
       if (!this.warned.has(warning)) this.options.logger.warn({ warning }, 'resolution warning')

@@ -66,7 +66,7 @@ export const CONTROLLER_API_ACCESS: readonly ApiAccess[] = [
   { apiGroup: '', resource: 'namespaces', verbs: READ },
   { apiGroup: '', resource: 'nodes', verbs: READ },
   { apiGroup: '', resource: 'pods', verbs: READ },
-  // Services are also stamped for each waypoint (server-side apply needs create + patch).
+  // Services are also stamped for each waypoint (created, or merge-patched when they exist).
   { apiGroup: '', resource: 'services', verbs: [...READ, 'create', 'patch'] },
   { apiGroup: 'discovery.k8s.io', resource: 'endpointslices', verbs: READ },
   { apiGroup: GATEWAY_API, resource: 'gateways', verbs: READ },

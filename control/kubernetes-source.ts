@@ -23,7 +23,7 @@ import { KUBERNETES_KINDS, apiError, apiVersionOf, collectionPath, kubernetesCli
 import { KubernetesStatus, STATUS_KINDS, type ObservedObject, type StatusKind, type TrackedObject } from './kubernetes-status.js'
 import type { ResourceSource, ResourceSourceEvents } from './resource-source.js'
 import { InvalidResourceError } from '../policy/errors.js'
-import { RESOURCE_KINDS, type PodResource, type Resource, type ResourceKind } from '../policy/resources.js'
+import { RESOURCE_KINDS, type GatewayResource, type PodResource, type Resource, type ResourceKind } from '../policy/resources.js'
 import type { MeshState } from '../policy/state.js'
 import { validateResource } from '../policy/validate.js'
 
@@ -83,6 +83,12 @@ export class KubernetesSource extends EventEmitter<ResourceSourceEvents> impleme
   pod (namespace: string, name: string): PodResource | undefined {
     const found = this.valid.get(keyOf('Pod', { metadata: { namespace, name } }))
     return found?.kind === 'Pod' ? found : undefined
+  }
+
+  /** A Gateway from the watch cache, if it is there and valid. */
+  gateway (namespace: string, name: string): GatewayResource | undefined {
+    const found = this.valid.get(keyOf('Gateway', { metadata: { namespace, name } }))
+    return found?.kind === 'Gateway' ? found : undefined
   }
 
   private accept (kind: ResourceKind, raw: KubernetesObject): void {

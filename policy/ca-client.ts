@@ -16,13 +16,20 @@ import { spiffeId } from './identity.js'
 export interface CaClientOptions {
   /** https://host:port of the CA server. */
   readonly url: string
-  /** This node's bearer token; sent only to a server that proves itself with the trust bundle. */
-  readonly token: string
+  /**
+   * This node's bearer token, or a function giving the current one (asked on every request, so a
+   * token file the kubelet rotates is read afresh). Sent only to a server that proves itself
+   * with the trust bundle.
+   */
+  readonly token: string | TokenProvider
   /** PEM roots that the CA server and the certificates it issues must chain to. */
   readonly trustBundle: readonly string[]
   /** Per request (default 10 s). */
   readonly timeoutMs?: number
 }
+
+/** The current bearer token (it may change between requests). */
+export type TokenProvider = () => string | Promise<string>
 
 interface Reply {
   readonly status: number
@@ -91,8 +98,20 @@ export class CaClient {
     throw new CaRefusedError(`the CA refused: ${reason}`, reply.status)
   }
 
-  #send (method: string, path: string, body?: unknown): Promise<Reply> {
-    const { url, token, trustBundle, timeoutMs = 10_000 } = this.#options
+  async #currentToken (): Promise<string> {
+    const { token } = this.#options
+    if (typeof token === 'string') return token
+    try {
+      return await token()
+    } catch (err) {
+      // Never the token itself: only why it could not be had.
+      throw new CaUnavailableError(`cannot get the token for the CA at ${this.#options.url}: ${(err as Error).message}`, { cause: err })
+    }
+  }
+
+  async #send (method: string, path: string, body?: unknown): Promise<Reply> {
+    const token = await this.#currentToken()
+    const { url, trustBundle, timeoutMs = 10_000 } = this.#options
     const payload = body === undefined ? undefined : JSON.stringify(body)
     return new Promise<Reply>((resolve, reject) => {
       const req = request(new URL(path, url), {

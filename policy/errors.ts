@@ -180,3 +180,10 @@ export class KubernetesApiError extends AmbitError {
     this.status = status
   }
 }
+
+/** A stream of a proxied connection closed before both its directions were done (a reset, say). */
+export class StreamClosedEarlyError extends AmbitError {
+  constructor () {
+    super('AMBIT_STREAM_CLOSED_EARLY', 'stream closed before the copy was done')
+  }
+}

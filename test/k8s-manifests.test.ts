@@ -13,7 +13,7 @@ import {
   GATEWAY, IMAGE, K8S_DIR, KUSTOMIZATION, TEMPLATE_FILE, TEMPLATE_VALUES, find, installedObjects, isClusterScoped,
   loadObjects, objectProblems, parseObjects, renderedTemplate, sortedUnique, yamlFiles
 } from './helpers/k8s-manifests.js'
-import { parseCommandArgs, stringFlag, type Command } from '../cli/command.js'
+import { listFlag, parseCommandArgs, stringFlag, type Command } from '../cli/command.js'
 import { ztunnelCommand } from '../cli/commands/ztunnel.js'
 import { waypointCommand } from '../cli/commands/waypoint.js'
 import { controllerCommand } from '../cli/commands/controller.js'
@@ -319,13 +319,20 @@ t.test('the controller Deployment runs `ambit controller` as it needs', async (t
   t.strictSame(parsed.flags.file, undefined, 'no -f: in a cluster the resources come from the API server')
   t.equal(stringFlag(parsed, 'ca-address'), '0.0.0.0', 'the CA listens beyond loopback')
   t.equal(stringFlag(parsed, 'ztunnel-service-account'), `${AMBIT_NAMESPACE}/${ZTUNNEL_SERVICE_ACCOUNT}`, 'the CA takes the ztunnel DaemonSet\'s tokens as node credentials')
+  const serverNames = listFlag(parsed, 'ca-server-name')
+  for (const host of [`ambit-controller.${AMBIT_NAMESPACE}.svc`, `ambit-controller.${AMBIT_NAMESPACE}.svc.cluster.local`]) {
+    t.ok(serverNames.includes(host), `the CA's serving certificate names ${host} (the host of the proxies' --ca)`)
+  }
 
   const caPort = Number(stringFlag(parsed, 'ca-port') ?? controllerCommand.flags['ca-port']?.default)
   t.equal(caPort, 15012)
   t.strictSame(Object.fromEntries(c.ports?.map((p) => [p.name, p.containerPort]) ?? []), { 'https-ca': caPort, 'http-monitoring': 15014 }, 'CA on 15012; dashboard, metrics and health on 15014')
-  t.ok(c.readinessProbe?.httpGet ?? c.readinessProbe?.tcpSocket, 'it has a readiness probe')
-  const probePort = c.readinessProbe?.httpGet?.port ?? c.readinessProbe?.tcpSocket?.port
-  t.ok(c.ports?.some((p) => p.name === probePort || p.containerPort === probePort), 'on one of its ports')
+  const statusPort = Number(stringFlag(parsed, 'status-port') ?? controllerCommand.flags['status-port']?.default)
+  t.equal(statusPort, 15014, 'health and metrics on 15014')
+  t.equal(stringFlag(parsed, 'status-address'), '0.0.0.0', 'beyond loopback, for the kubelet and Prometheus')
+  t.strictSame(c.readinessProbe?.httpGet, { path: '/healthz/ready', port: 'http-monitoring' }, 'readiness is /healthz/ready on the status port')
+  t.strictSame(template.metadata.annotations, { 'prometheus.io/scrape': 'true', 'prometheus.io/port': String(statusPort), 'prometheus.io/path': '/metrics' },
+    'Prometheus scrapes /metrics on the status port')
 
   const service = find(installed, 'Service', 'ambit-controller')
   checkServiceTargets(t, service, deployment)

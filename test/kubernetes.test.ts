@@ -66,7 +66,7 @@ async function startController (t: Test, extra: readonly KubeObject[] = [], unse
   for (const plural of unserved) api.unserved.add(plural)
   const redis = await startRedis(t)
   const kubeconfig = await api.writeKubeconfig(await tempDir(t), CONTROLLER_TOKEN)
-  const child = startCli(t, ['controller', '--kubeconfig', kubeconfig, '--store', redis.url, '--ca-port', '0', '--log-level', 'info'])
+  const child = startCli(t, ['controller', '--kubeconfig', kubeconfig, '--store', redis.url, '--ca-port', '0', '--status-port', '0', '--log-level', 'info'])
   const banner = await child.waitFor(/CA at (https:\/\/\S+)/, 30_000)
   const store = await openStore(redis.url)
   t.teardown(() => store.close())
@@ -187,6 +187,9 @@ t.test('the CA authenticates ztunnels with TokenReview and issues only for their
   t.ok(state.workloads['shop/web'] !== undefined && state.workloads['shop/cart'] !== undefined)
   const trustBundle = state.mesh.trustBundle
   t.ok(trustBundle.length > 0, 'the trust bundle is in the state')
+  const rootSecret = api.get('Secret', 'ambit-system', 'ambit-ca-root')?.data as Record<string, string> | undefined
+  t.equal(Buffer.from(rootSecret?.['ca.crt'] ?? '', 'base64').toString().trim(), trustBundle[0]?.trim(), 'the root comes from the Secret it created')
+  t.notMatch(cluster.process.output(), /PRIVATE KEY/, 'and its key is never logged')
   const client = (token: string): CaClient => new CaClient({ url: cluster.caUrl, token, trustBundle })
 
   const nodeA = client(api.serviceAccountToken('ambit-system', 'ztunnel-a', ['ambit-ca']))

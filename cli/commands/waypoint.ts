@@ -1,9 +1,9 @@
-import { readFile } from 'node:fs/promises'
 import { Redis } from 'ioredis'
 import type { Command, FlagSpec } from '../command.js'
 import { HELP_FLAG, LOG_LEVEL_FLAG, STORE_FLAG, booleanFlag, numberFlag, requiredFlag, stringFlag } from '../command.js'
 import { createLogger } from '../log.js'
 import { untilSignal } from '../lifecycle.js'
+import { tokenFileProvider } from '../token-file.js'
 import { openStore } from '../../control/open-store.js'
 import { CaClient } from '../../policy/ca-client.js'
 import { ConfigError } from '../../policy/errors.js'
@@ -35,9 +35,7 @@ export const waypointCommand: Command = {
     if (storeUrl === 'memory') throw new ConfigError('--store memory is private to one process; a separate waypoint needs redis://… (or use ambit up)')
     const caUrl = requiredFlag(args, 'ca')
     const tokenFile = requiredFlag(args, 'token-file')
-    const token = (await readFile(tokenFile, 'utf8').catch((err: NodeJS.ErrnoException) => {
-      throw new ConfigError(`cannot read --token-file ${tokenFile}: ${err.code ?? err.message}`)
-    })).trim()
+    const token = await tokenFileProvider(tokenFile)
     const logger = createLogger(stringFlag(args, 'log-level'), 'waypoint')
     const store = await openStore(storeUrl, { logger })
     const redis = storeUrl.startsWith('redis://') || storeUrl.startsWith('rediss://') ? new Redis(storeUrl, { ...RATE_LIMIT_REDIS_OPTIONS, lazyConnect: false }) : undefined

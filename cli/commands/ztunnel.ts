@@ -1,8 +1,8 @@
-import { readFile } from 'node:fs/promises'
 import type { Command, FlagSpec } from '../command.js'
 import { HELP_FLAG, LOG_LEVEL_FLAG, STORE_FLAG, booleanFlag, numberFlag, requiredFlag, stringFlag } from '../command.js'
 import { createLogger } from '../log.js'
 import { untilSignal } from '../lifecycle.js'
+import { tokenFileProvider } from '../token-file.js'
 import { openStore } from '../../control/open-store.js'
 import { CaClient } from '../../policy/ca-client.js'
 import { ConfigError } from '../../policy/errors.js'
@@ -33,9 +33,7 @@ export const ztunnelCommand: Command = {
     if (storeUrl === 'memory') throw new ConfigError('--store memory is private to one process; a separate ztunnel needs redis://… (or use ambit up)')
     const caUrl = requiredFlag(args, 'ca')
     const tokenFile = requiredFlag(args, 'token-file')
-    const token = (await readFile(tokenFile, 'utf8').catch((err: NodeJS.ErrnoException) => {
-      throw new ConfigError(`cannot read --token-file ${tokenFile}: ${err.code ?? err.message}`)
-    })).trim()
+    const token = await tokenFileProvider(tokenFile)
     const logger = createLogger(stringFlag(args, 'log-level'), 'ztunnel')
     const store = await openStore(storeUrl, { logger })
     const listenAddress = stringFlag(args, 'listen-address')
