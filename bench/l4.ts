@@ -1,31 +1,33 @@
 /**
  * bench/l4: what ambit's L4 path costs next to the usual mTLS TCP proxies, side by side in one
- * run on loopback. An HTTP server (nginx, one worker, `return 200`) is loaded with wrk through:
+ * run. Two nodes and their pods are network namespaces (bench/l4/topology.ts), as in a small
+ * cluster, and an HTTP server (nginx, one worker, `return 200`) is loaded with wrk from a pod:
  *
- *   direct   wrk → nginx
- *   bridge   wrk → SOCKS5 bridge in plain-forward mode → nginx (what the bridge alone costs)
- *   ambit    wrk → bridge → SOCKS5 → ztunnel A ═HBONE mTLS═ ztunnel B → nginx  (`ambit up`)
- *   haproxy  wrk → haproxy A ═TLS 1.3 mTLS═ haproxy B → nginx
- *   stunnel  wrk → stunnel A ═TLS 1.3 mTLS═ stunnel B → nginx
+ *   direct   wrk (peer-client pod) → node-a → node-b → nginx (peer-server pod), routed only
+ *   ambit    wrk (client pod) → Service ClusterIP, captured by iptables on node-a → ztunnel A
+ *            ═HBONE mTLS═ ztunnel B (node-b) → nginx (server pod)
+ *   haproxy  wrk (peer-client) → haproxy A (node-a) ═TLS 1.3 mTLS═ haproxy B (node-b) → nginx (peer-server)
+ *   stunnel  wrk (peer-client) → stunnel A (node-a) ═TLS 1.3 mTLS═ stunnel B (node-b) → nginx (peer-server)
  *
- * wrk cannot speak SOCKS5, hence the bridge (bench/l4/bridge.ts, its own process) in front of
- * ambit; its CPU is reported apart, so the ztunnels' own cost stays visible. Each setup runs
- * with 32 keep-alive connections, with a new connection per request, and at a fixed rate
- * (a pacing wrk Lua script). CPU per request is utime + stime of the proxy processes over the
- * run, from /proc, divided by the requests wrk completed.
+ * ambit runs as in production: Redis and `ambit controller` (the CA) on node-a, one
+ * `ambit ztunnel` process per node capturing its pods' traffic. The peer pairs' pods are outside
+ * the mesh, so nothing of ambit touches their traffic. Each setup runs with 32 keep-alive
+ * connections, with a new connection per request, and at a fixed rate (a pacing wrk Lua
+ * script). CPU per request is utime + stime of the proxy processes over the run, from /proc,
+ * divided by the requests wrk completed. Needs root (namespaces, iptables).
  *
  *   npm run build && node dist/bench/l4.js [--duration 10] [--rate 1000] [--only ambit,haproxy]
  *     [--modes keep-alive,close,rate] [--profile] [--verbose]
  */
-import http from 'node:http'
 import { existsSync } from 'node:fs'
 import { copyFile, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises'
 import { cpus, loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { parseArgs } from 'node:util'
+import { parseArgs, promisify } from 'node:util'
+import { execFile } from 'node:child_process'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { ProcessSet, cpuTimeOf, memoryOf, waitForTcp, type Child, type CpuTime } from './l4/processes.js'
+import { ProcessSet, cpuTimeOf, memoryOf, type Child, type CpuTime } from './l4/processes.js'
 import { runWrk, writePacingScript, type WrkOptions } from './l4/wrk.js'
 import { makeTlsFiles } from './l4/certificates.js'
 import {
@@ -33,9 +35,12 @@ import {
   type Address, type PairAddresses
 } from './l4/configs.js'
 import {
-  fixedRateTable, goalsTable, memoryTable, throughputTable, formatCpu, formatMicros, totalMicros, type Measurement, type MemoryRow, type Mode, type Row, type Setup
+  fixedRateTable, goalsTable, memoryTable, throughputTable, formatCpu, formatMicros, type Measurement, type MemoryRow, type Mode, type Row, type Setup
 } from './l4/report.js'
 import { hotFiles, hotFunctions, readProfile } from './l4/profile.js'
+import { NODE_IPS, POD_IPS, createTopology, destroyTopology, inNamespace, netns, type NamespaceName, type NodeName } from './l4/topology.js'
+
+const run = promisify(execFile)
 
 const { values } = parseArgs({
   options: {
@@ -61,21 +66,18 @@ const options = {
   verbose: values.verbose === true
 }
 
-// One loopback /24 of our own, so nothing else on the machine (tests included) collides.
-const NET = '127.0.77'
-const SERVER: Address = { host: `${NET}.21`, port: 18080 }
-const NODE_A = `${NET}.2`
-const NODE_B = `${NET}.3`
-const CLIENT_POD = `${NET}.11`
-const SOCKS_PORT = 15080
+const HTTP_PORT = 8080
+const MESH_SERVER: Address = { host: POD_IPS.server, port: HTTP_PORT }
+const PEER_SERVER: Address = { host: POD_IPS['peer-server'], port: HTTP_PORT }
+/** The mesh server's Service: routed nowhere, so only capture makes it work. */
+const SERVICE: Address = { host: '10.96.77.10', port: 80 }
+/** Redis runs in node-a's namespace, which is the bench's own: no other Redis can hold this port. */
+const REDIS: Address = { host: NODE_IPS['node-a'], port: 16379 }
 const READINESS_PORT = 15021
-const AMBIT_ENTRY: Address = { host: CLIENT_POD, port: 18000 }
-const BRIDGE_ENTRY: Address = { host: `${NET}.12`, port: 18000 }
-const HAPROXY: PairAddresses = { entry: { host: `${NET}.31`, port: 18100 }, tunnel: { host: `${NET}.32`, port: 18101 }, server: SERVER }
-const STUNNEL: PairAddresses = { entry: { host: `${NET}.41`, port: 18200 }, tunnel: { host: `${NET}.42`, port: 18201 }, server: SERVER }
+const HAPROXY: PairAddresses = { entry: { host: NODE_IPS['node-a'], port: 18100 }, tunnel: { host: NODE_IPS['node-b'], port: 18101 }, server: PEER_SERVER }
+const STUNNEL: PairAddresses = { entry: { host: NODE_IPS['node-a'], port: 18200 }, tunnel: { host: NODE_IPS['node-b'], port: 18201 }, server: PEER_SERVER }
 
 const CLI = fileURLToPath(new URL('../cli/main.js', import.meta.url))
-const BRIDGE = fileURLToPath(new URL('./l4/bridge.js', import.meta.url))
 const STARTUP_TIMEOUT_MS = 30_000
 const WARMUP_SECONDS = 2
 /** Connections for the fixed-rate run: enough that a slow answer never holds a slot back. */
@@ -86,15 +88,15 @@ const MODE_FLAGS: Readonly<Record<Mode, string>> = { 'keep-alive': 'keep-alive',
 
 interface RunningSetup extends Setup {
   readonly url: string
+  /** The pod namespace wrk runs in. */
+  readonly from: NamespaceName
   /** Whose CPU counts as the proxy's. */
   readonly proxies: readonly Child[]
-  /** The bridge, counted apart. */
-  readonly bridge?: Child
 }
 
 interface Started {
   readonly setups: RunningSetup[]
-  readonly ambit: Child
+  readonly ztunnels: readonly Child[]
   readonly memory: ReadonlyArray<{ readonly process: string, readonly children: readonly Child[] }>
 }
 
@@ -105,69 +107,107 @@ async function startAll (dir: string, processes: ProcessSet): Promise<Started> {
     await writeFile(path, text)
     return path
   }
+  const startIn = (ns: NamespaceName, name: string, command: string, args: readonly string[]): Child =>
+    processes.start(name, ...inNamespace(ns, command, args))
+  const startNginx = async (ns: NamespaceName, listen: Address): Promise<Child> => {
+    const home = join(dir, ns)
+    await mkdir(home)
+    return startIn(ns, `nginx (${ns})`, 'nginx', ['-c', await file(`${ns}/nginx.conf`, nginxConfig(home, listen)), '-g', 'daemon off;'])
+  }
   await mkdir(join(dir, 'mesh'))
-  await file('mesh/bench.yaml', meshYaml({ nodeA: NODE_A, nodeB: NODE_B, clientPod: CLIENT_POD, serverPod: SERVER }))
+  await file('mesh/bench.yaml', meshYaml({
+    nodes: NODE_IPS,
+    client: { node: 'node-a', ip: POD_IPS.client },
+    server: { node: 'node-b', address: MESH_SERVER },
+    service: SERVICE,
+    outside: [{ name: 'peer-client', node: 'node-a', ip: POD_IPS['peer-client'] }, { name: 'peer-server', node: 'node-b', ip: POD_IPS['peer-server'] }]
+  }))
 
-  const nginx = processes.start('nginx', 'nginx', ['-c', await file('nginx.conf', nginxConfig(dir, SERVER)), '-g', 'daemon off;'])
-  const ambit = processes.start('ambit up', process.execPath, [
-    ...(options.profile ? ['--cpu-prof', '--cpu-prof-dir', join(dir, 'profile')] : []),
-    CLI, 'up', '-f', join(dir, 'mesh'), '--ca-address', `${NET}.1`, '--ca-port', '0'
-  ])
-  const bridgeToAmbit = processes.start('bridge (SOCKS5)', process.execPath, [BRIDGE,
-    '--listen', hostPort(AMBIT_ENTRY), '--target', hostPort(SERVER), '--socks', `${NODE_A}:${SOCKS_PORT}`, '--source', CLIENT_POD])
-  const bridgeAlone = processes.start('bridge (plain)', process.execPath, [BRIDGE, '--listen', hostPort(BRIDGE_ENTRY), '--target', hostPort(SERVER)])
-  const haproxyA = processes.start('haproxy A', 'haproxy', ['-db', '-f', await file('haproxy-a.cfg', haproxyClientConfig(HAPROXY, tls))])
-  const haproxyB = processes.start('haproxy B', 'haproxy', ['-db', '-f', await file('haproxy-b.cfg', haproxyServerConfig(HAPROXY, tls))])
+  const meshNginx = await startNginx('server', MESH_SERVER)
+  const peerNginx = await startNginx('peer-server', PEER_SERVER)
+  const ztunnels = await startAmbit(dir, startIn)
+  const haproxyA = startIn('node-a', 'haproxy A', 'haproxy', ['-db', '-f', await file('haproxy-a.cfg', haproxyClientConfig(HAPROXY, tls))])
+  const haproxyB = startIn('node-b', 'haproxy B', 'haproxy', ['-db', '-f', await file('haproxy-b.cfg', haproxyServerConfig(HAPROXY, tls))])
   const stunnel = onPath('stunnel4') ?? 'stunnel'
-  const stunnelA = processes.start('stunnel A', stunnel, [await file('stunnel-a.conf', stunnelClientConfig(STUNNEL, tls))])
-  const stunnelB = processes.start('stunnel B', stunnel, [await file('stunnel-b.conf', stunnelServerConfig(STUNNEL, tls))])
-
-  await Promise.all([
-    waitForTcp(SERVER.host, SERVER.port, STARTUP_TIMEOUT_MS, nginx),
-    waitForTcp(AMBIT_ENTRY.host, AMBIT_ENTRY.port, STARTUP_TIMEOUT_MS, bridgeToAmbit),
-    waitForTcp(BRIDGE_ENTRY.host, BRIDGE_ENTRY.port, STARTUP_TIMEOUT_MS, bridgeAlone),
-    waitForTcp(HAPROXY.entry.host, HAPROXY.entry.port, STARTUP_TIMEOUT_MS, haproxyA),
-    waitForTcp(HAPROXY.tunnel.host, HAPROXY.tunnel.port, STARTUP_TIMEOUT_MS, haproxyB),
-    waitForTcp(STUNNEL.entry.host, STUNNEL.entry.port, STARTUP_TIMEOUT_MS, stunnelA),
-    waitForTcp(STUNNEL.tunnel.host, STUNNEL.tunnel.port, STARTUP_TIMEOUT_MS, stunnelB),
-    waitForReady(`http://${NODE_A}:${READINESS_PORT}/healthz/ready`, ambit),
-    waitForReady(`http://${NODE_B}:${READINESS_PORT}/healthz/ready`, ambit)
-  ])
+  const stunnelA = startIn('node-a', 'stunnel A', stunnel, [await file('stunnel-a.conf', stunnelClientConfig(STUNNEL, tls))])
+  const stunnelB = startIn('node-b', 'stunnel B', stunnel, [await file('stunnel-b.conf', stunnelServerConfig(STUNNEL, tls))])
 
   const url = (a: Address): string => `http://${hostPort(a)}/`
   const setups: RunningSetup[] = [
-    { name: 'direct', path: 'wrk → nginx', url: url(SERVER), proxies: [] },
-    { name: 'bridge', path: 'wrk → bridge → nginx (the bridge alone)', url: url(BRIDGE_ENTRY), proxies: [], bridge: bridgeAlone },
-    { name: 'ambit', path: 'wrk → bridge → ztunnel ⇒ HBONE ⇒ ztunnel → nginx', url: url(AMBIT_ENTRY), proxies: [ambit], bridge: bridgeToAmbit },
-    { name: 'haproxy', path: 'wrk → haproxy ⇒ mTLS ⇒ haproxy → nginx', url: url(HAPROXY.entry), proxies: [haproxyA, haproxyB] },
-    { name: 'stunnel', path: 'wrk → stunnel ⇒ mTLS ⇒ stunnel → nginx', url: url(STUNNEL.entry), proxies: [stunnelA, stunnelB] }
+    { name: 'direct', path: 'wrk → nginx (routed through both nodes)', url: url(PEER_SERVER), from: 'peer-client', proxies: [] },
+    { name: 'ambit', path: 'wrk → (capture) ztunnel ⇒ HBONE ⇒ ztunnel → nginx', url: url(SERVICE), from: 'client', proxies: ztunnels },
+    { name: 'haproxy', path: 'wrk → haproxy ⇒ mTLS ⇒ haproxy → nginx', url: url(HAPROXY.entry), from: 'peer-client', proxies: [haproxyA, haproxyB] },
+    { name: 'stunnel', path: 'wrk → stunnel ⇒ mTLS ⇒ stunnel → nginx', url: url(STUNNEL.entry), from: 'peer-client', proxies: [stunnelA, stunnelB] }
   ]
-  for (const setup of setups) await expectOk(setup.url)
+  for (const setup of setups) await waitForOk(setup, [meshNginx, peerNginx, ...setup.proxies])
   return {
     setups: setups.filter((s) => options.only === undefined || options.only.includes(s.name)),
-    ambit,
+    ztunnels,
     memory: [
-      { process: 'ambit up (both ztunnels, controller, CA)', children: [ambit] },
-      { process: 'SOCKS5 bridge', children: [bridgeToAmbit] },
+      { process: 'ztunnel A + B (two processes)', children: ztunnels },
       { process: 'haproxy A + B', children: [haproxyA, haproxyB] },
       { process: 'stunnel A + B', children: [stunnelA, stunnelB] }
     ]
   }
 }
 
+/** Redis and `ambit controller` on node-a, then one capturing `ambit ztunnel` per node; resolves once both are ready. */
+async function startAmbit (dir: string, startIn: (ns: NamespaceName, name: string, command: string, args: readonly string[]) => Child): Promise<Child[]> {
+  const credentials = join(dir, 'credentials')
+  const storeUrl = `redis://${hostPort(REDIS)}`
+  const redis = startIn('node-a', 'redis', 'redis-server', ['--bind', REDIS.host, '--port', String(REDIS.port), '--save', '', '--appendonly', 'no', '--protected-mode', 'no'])
+  await waitUntil('Redis to answer', async () => (await runIn('node-a', 'redis-cli', ['-h', REDIS.host, '-p', String(REDIS.port), 'ping'])).includes('PONG'), [redis])
+  const controller = startIn('node-a', 'ambit controller', process.execPath, [CLI, 'controller', '--store', storeUrl, '-f', join(dir, 'mesh'),
+    '--ca-address', NODE_IPS['node-a'], '--ca-port', '0', '--credentials-dir', credentials])
+  const caPattern = /CA at (https:\/\/[^\s;]+)/
+  await waitUntil('the controller to serve its CA', async () => caPattern.test(controller.output()), [controller])
+  const caUrl = caPattern.exec(controller.output())![1]!
+  const ztunnels = (Object.keys(NODE_IPS) as NodeName[]).map((node) => startIn(node, `ztunnel ${node}`, process.execPath, [
+    ...(options.profile ? ['--cpu-prof', '--cpu-prof-dir', join(dir, 'profile')] : []),
+    CLI, 'ztunnel', '--node', node, '--store', storeUrl, '--ca', caUrl, '--token-file', join(credentials, `${node}.token`)]))
+  await Promise.all((Object.keys(NODE_IPS) as NodeName[]).map(async (node, i) => await waitUntil(`the ztunnel of ${node} to be ready`,
+    async () => (await runIn(node, 'curl', ['-sS', '-m', '2', `http://${NODE_IPS[node]}:${READINESS_PORT}/healthz/ready`])).includes('"ready": true'),
+    [ztunnels[i]!, controller])))
+  return ztunnels
+}
+
+/** Runs a command in a namespace; its stdout, or '' when it failed. */
+async function runIn (ns: NamespaceName, command: string, args: readonly string[]): Promise<string> {
+  try {
+    return (await run(...inNamespace(ns, command, args), { timeout: 10_000 })).stdout
+  } catch {
+    return ''
+  }
+}
+
+async function waitUntil (what: string, ready: () => Promise<boolean>, children: readonly Child[]): Promise<void> {
+  const deadline = Date.now() + STARTUP_TIMEOUT_MS
+  while (!(await ready())) {
+    const said = children.map((c) => `--- ${c.name} said:\n${c.output()}`).join('\n')
+    const exited = children.find((c) => c.hasExited())
+    if (exited !== undefined) throw new Error(`${exited.name} exited while waiting for ${what}\n${said}`)
+    if (Date.now() > deadline) throw new Error(`no ${what} after ${STARTUP_TIMEOUT_MS} ms\n${said}`)
+    await sleep(200)
+  }
+}
+
+/** Waits until the setup's URL answers `ok` from its client pod, all the way through. */
+async function waitForOk (setup: RunningSetup, children: readonly Child[]): Promise<void> {
+  await waitUntil(`${setup.name}: ${setup.url} to answer from ${setup.from}`,
+    async () => (await runIn(setup.from, 'curl', ['-sS', '-m', '2', setup.url])) === 'ok', children)
+}
+
 /** One wrk run, with the CPU the setup's processes spent during it. */
 async function measure (setup: RunningSetup, wrk: Omit<WrkOptions, 'url'>): Promise<Measurement> {
-  const bridge = setup.bridge === undefined ? [] : [setup.bridge]
-  const before = { proxies: cpuOf(setup.proxies), bridge: cpuOf(bridge) }
-  const result = await runWrk({ ...wrk, url: setup.url })
+  const before = cpuOf(setup.proxies)
+  const result = await runWrk({ ...wrk, url: setup.url, netns: netns(setup.from) })
   const perRequest = (after: CpuTime, start: CpuTime): CpuTime => ({
     userMicros: (after.userMicros - start.userMicros) / Math.max(1, result.requests),
     systemMicros: (after.systemMicros - start.systemMicros) / Math.max(1, result.requests)
   })
   return {
     wrk: result,
-    ...(setup.proxies.length > 0 && { proxyCpu: perRequest(cpuOf(setup.proxies), before.proxies) }),
-    ...(bridge.length > 0 && { bridgeCpu: perRequest(cpuOf(bridge), before.bridge) })
+    ...(setup.proxies.length > 0 && { proxyCpu: perRequest(cpuOf(setup.proxies), before) })
   }
 }
 
@@ -194,13 +234,12 @@ async function measureAll (setups: readonly RunningSetup[], dir: string): Promis
   ]
   for (const run of runs.filter((r) => options.modes === undefined || options.modes.includes(MODE_FLAGS[r.mode]))) {
     for (const setup of setups) {
-      if (run.warmup !== undefined) await runWrk({ ...run.warmup, url: setup.url })
+      if (run.warmup !== undefined) await runWrk({ ...run.warmup, url: setup.url, netns: netns(setup.from) })
       await sleep(500) // let the sockets of the previous run close
       const result = await measure(setup, run.wrk)
       rows.push({ setup, mode: run.mode, result })
       console.error(`  ${setup.name.padEnd(8)} ${run.mode.padEnd(27)} ${Math.round(result.wrk.requestsPerSecond).toString().padStart(7)} req/s  ` +
-        `p99 ${formatMicros(result.wrk.p99Micros).padStart(9)}  proxy CPU/req ${formatCpu(result.proxyCpu).padStart(18)}  ` +
-        `bridge CPU/req ${formatMicros(totalMicros(result.bridgeCpu)).padStart(8)}  errors ${result.wrk.errors}`)
+        `p99 ${formatMicros(result.wrk.p99Micros).padStart(9)}  proxy CPU/req ${formatCpu(result.proxyCpu).padStart(18)}  errors ${result.wrk.errors}`)
     }
   }
   return rows
@@ -212,16 +251,15 @@ async function main (): Promise<void> {
   const loadBefore = loadavg()[0]!
   const dir = await mkdtemp(join(tmpdir(), 'ambit-bench-l4-'))
   const processes = new ProcessSet()
-  process.once('exit', () => processes.killAllNow())
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-    process.once(signal, () => {
-      processes.killAllNow()
-      process.exit(130)
-    })
-  }
+  process.once('exit', () => {
+    processes.killAllNow()
+    destroyTopology()
+  })
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => process.exit(130))
   try {
-    console.error(`bench/l4: starting nginx, ambit up, the bridges, haproxy and stunnel (in ${dir})`)
-    const { setups, ambit, memory } = await startAll(dir, processes)
+    console.error(`bench/l4: starting the namespaces, nginx, Redis, ambit controller and ztunnels, haproxy and stunnel (in ${dir})`)
+    await createTopology()
+    const { setups, ztunnels, memory } = await startAll(dir, processes)
     const idle = memory.map((m) => m.children.reduce((sum, c) => sum + memoryOf(c.pid).rssBytes, 0))
     const rows = await measureAll(setups, dir)
     const memoryRows: MemoryRow[] = memory.map((m, i) => ({
@@ -242,63 +280,36 @@ async function main (): Promise<void> {
     console.log('\nThe issue\'s floor and goals:\n')
     console.log(goalsTable(rows, options.rate))
     if (options.verbose) for (const child of processes.list()) console.error(`--- ${child.name} said:\n${child.output()}`)
-    if (options.profile) await printProfile(processes, ambit, dir)
+    if (options.profile) await printProfiles(processes, ztunnels, dir)
     console.error(`bench/l4: done in ${Math.round((Date.now() - started) / 1000)} s`)
   } finally {
     await processes.stopAll()
+    destroyTopology()
     await rm(dir, { recursive: true, force: true })
   }
 }
 
-/** Stops ambit (V8 writes the profile as the process exits) and prints where its time went. */
-async function printProfile (processes: ProcessSet, ambit: Child, dir: string): Promise<void> {
-  await processes.stop(ambit, 20_000)
+/** Stops the ztunnels (V8 writes a profile as each exits) and prints where their time went. */
+async function printProfiles (processes: ProcessSet, ztunnels: readonly Child[], dir: string): Promise<void> {
+  await Promise.all(ztunnels.map(async (z) => await processes.stop(z, 20_000)))
   const profileDir = join(dir, 'profile')
-  const name = (await readdir(profileDir)).find((f) => f.endsWith('.cpuprofile'))
-  if (name === undefined) throw new Error('ambit up wrote no CPU profile')
-  const kept = join(tmpdir(), 'ambit-bench-l4-ztunnel.cpuprofile')
-  await copyFile(join(profileDir, name), kept)
-  const profile = await readProfile(kept)
+  const names = (await readdir(profileDir)).filter((f) => f.endsWith('.cpuprofile'))
+  if (names.length === 0) throw new Error('the ztunnels wrote no CPU profile')
   const share = (s: number): string => `${(s * 100).toFixed(1)}%`
-  console.log(`\nProfile of the ztunnel process (${kept}), self time as a share of busy time:\n`)
-  console.log(hotFunctions(profile, 25).map((h) => `  ${share(h.selfShare).padStart(6)}  ${h.where}`).join('\n'))
-  console.log('\nBy file:\n')
-  console.log(hotFiles(profile, 15).map((h) => `  ${share(h.selfShare).padStart(6)}  ${h.where}`).join('\n'))
+  for (const [i, name] of names.entries()) {
+    const kept = join(tmpdir(), `ambit-bench-l4-ztunnel-${i}.cpuprofile`)
+    await copyFile(join(profileDir, name), kept)
+    const profile = await readProfile(kept)
+    console.log(`\nProfile of a ztunnel process (${kept}), self time as a share of busy time:\n`)
+    console.log(hotFunctions(profile, 25).map((h) => `  ${share(h.selfShare).padStart(6)}  ${h.where}`).join('\n'))
+    console.log('\nBy file:\n')
+    console.log(hotFiles(profile, 15).map((h) => `  ${share(h.selfShare).padStart(6)}  ${h.where}`).join('\n'))
+  }
 }
 
 /** Debian names the binary stunnel4, most other systems stunnel. */
 function onPath (command: string): string | undefined {
   return (process.env.PATH ?? '').split(':').some((d) => existsSync(join(d, command))) ? command : undefined
-}
-
-async function waitForReady (url: string, child: Child): Promise<void> {
-  const deadline = Date.now() + STARTUP_TIMEOUT_MS
-  while ((await statusOf(url)) !== 200) {
-    if (child.hasExited()) throw new Error(`${child.name} exited before ${url} was ready; it said:\n${child.output()}`)
-    if (Date.now() > deadline) throw new Error(`${url} is not ready after ${STARTUP_TIMEOUT_MS} ms; ${child.name} said:\n${child.output()}`)
-    await sleep(200)
-  }
-}
-
-function statusOf (url: string): Promise<number | undefined> {
-  return new Promise((resolve) => {
-    const request = http.get(url, { agent: false }, (response) => {
-      response.resume()
-      resolve(response.statusCode)
-    })
-    request.on('error', () => resolve(undefined))
-  })
-}
-
-async function expectOk (url: string): Promise<void> {
-  const body = await new Promise<string>((resolve, reject) => {
-    http.get(url, { agent: false }, (response) => {
-      let text = ''
-      response.on('data', (chunk: Buffer) => { text += chunk.toString() })
-      response.on('end', () => resolve(`${response.statusCode} ${text}`))
-    }).on('error', reject)
-  })
-  if (body !== '200 ok') throw new Error(`${url} answered "${body}", expected "200 ok"`)
 }
 
 await main()

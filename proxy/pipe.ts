@@ -49,8 +49,8 @@ export async function pipeBidirectional (a: Duplex, b: Duplex, meter: ByteMeter 
     }
     const forward = new Copy(a, b, meter.aToB, directionDone)
     const backward = new Copy(b, a, meter.bToA, directionDone)
-    watch(a, settle)
-    watch(b, settle)
+    watch(a, backward, settle)
+    watch(b, forward, settle)
   })
 }
 
@@ -59,13 +59,17 @@ export async function pipeBidirectional (a: Duplex, b: Duplex, meter: ByteMeter 
  * listeners stay after the copy is done: destroying a stream with an error emits 'error',
  * which must not go unheard.
  */
-function watch (stream: Duplex, settle: (error?: Error) => void): void {
-  const closedEarly = (): boolean => !stream.readableEnded || !stream.writableFinished
+function watch (stream: Duplex, copyInto: Copy, settle: (error?: Error) => void): void {
+  // An HTTP/2 stream may close once its last frame is out, before it emits 'finish': ended with
+  // nothing left to write counts as finished, as it does for stream.finished().
+  const writeDone = (): boolean => stream.writableFinished || (stream.writableEnded && stream.writableLength === 0)
+  const onClose = (): void => {
+    if (!stream.readableEnded || !writeDone()) settle(stream.errored ?? new StreamClosedEarlyError())
+    else copyInto.finish()
+  }
   stream.on('error', (error: Error) => settle(error))
-  stream.once('close', () => {
-    if (closedEarly()) settle(new StreamClosedEarlyError())
-  })
-  if (stream.destroyed && closedEarly()) queueMicrotask(() => settle(stream.errored ?? new StreamClosedEarlyError()))
+  if (stream.destroyed) queueMicrotask(onClose)
+  else stream.once('close', onClose)
 }
 
 /** One direction: counts and writes each chunk, pausing `from` while `to` is full. */
@@ -81,8 +85,8 @@ class Copy {
   ) {
     from.on('data', this.onData)
     to.on('drain', this.onDrain)
-    if (to.writableFinished) queueMicrotask(this.onFinish)
-    else to.once('finish', this.onFinish)
+    if (to.writableFinished) queueMicrotask(this.finish)
+    else to.once('finish', this.finish)
     // A readable that ended before the copy began (during a handshake, say) will not emit again.
     if (from.readableEnded) queueMicrotask(this.onEnd)
     else from.once('end', this.onEnd)
@@ -103,7 +107,9 @@ class Copy {
     this.to.end()
   }
 
-  private readonly onFinish = (): void => {
+  /** `to` has taken everything `from` had: called on 'finish', or on a clean 'close'. */
+  readonly finish = (): void => {
+    if (this.done) return
     this.done = true
     this.onDone()
   }

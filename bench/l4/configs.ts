@@ -134,27 +134,36 @@ sslVersionMin = TLSv1.3
 }
 
 export interface BenchMesh {
-  readonly nodeA: string
-  readonly nodeB: string
-  /** The client pod on node A: the bridge connects from this address. */
-  readonly clientPod: string
-  /** The server pod on node B: nginx listens there. */
-  readonly serverPod: Address
+  readonly nodes: Readonly<Record<string, string>>
+  /** In the mesh, on the first node: wrk runs in its namespace. */
+  readonly client: { readonly node: string, readonly ip: string }
+  /** In the mesh, on the second node: nginx listens there, behind `service`. */
+  readonly server: { readonly node: string, readonly address: Address }
+  /** The server's Service: wrk's connections to it are captured by the client's ztunnel. */
+  readonly service: Address
+  /** Outside the mesh (a namespace without the ambient label): the peer pairs' client and server. */
+  readonly outside: ReadonlyArray<{ readonly name: string, readonly node: string, readonly ip: string }>
 }
 
-/** Two nodes, a client pod on one and a server pod on the other, in one ambient namespace. */
+/** The nodes, the mesh's client and server pods and Service, and the pods outside the mesh. */
 export function meshYaml (m: BenchMesh): string {
+  const namespace = (name: string, ambient: boolean): string =>
+    `apiVersion: v1\nkind: Namespace\nmetadata:\n  name: ${name}\n${ambient ? '  labels: { ambit.dev/dataplane-mode: ambient }\n' : ''}`
   const node = (name: string, ip: string): string =>
     `apiVersion: v1\nkind: Node\nmetadata: { name: ${name} }\nstatus:\n  addresses: [{ type: InternalIP, address: ${ip} }]\n`
-  const pod = (name: string, nodeName: string, ip: string, port: number): string =>
-    `apiVersion: v1\nkind: Pod\nmetadata: { name: ${name}, namespace: bench, labels: { app: ${name} } }\n` +
+  const pod = (name: string, ns: string, nodeName: string, ip: string, port: number): string =>
+    `apiVersion: v1\nkind: Pod\nmetadata: { name: ${name}, namespace: ${ns}, labels: { app: ${name} } }\n` +
     `spec:\n  nodeName: ${nodeName}\n  serviceAccountName: ${name}\n  containers: [{ name: ${name}, image: bench, ports: [{ containerPort: ${port} }] }]\n` +
     `status: { phase: Running, podIP: ${ip} }\n`
+  const service = `apiVersion: v1\nkind: Service\nmetadata: { name: server, namespace: bench }\n` +
+    `spec:\n  selector: { app: server }\n  clusterIP: ${m.service.host}\n  ports: [{ name: http, port: ${m.service.port}, targetPort: ${m.server.address.port} }]\n`
   return [
-    'apiVersion: v1\nkind: Namespace\nmetadata:\n  name: bench\n  labels: { ambit.dev/dataplane-mode: ambient }\n',
-    node('node-a', m.nodeA),
-    node('node-b', m.nodeB),
-    pod('client', 'node-a', m.clientPod, 1),
-    pod('server', 'node-b', m.serverPod.host, m.serverPod.port)
+    namespace('bench', true),
+    namespace('outside', false),
+    ...Object.entries(m.nodes).map(([name, ip]) => node(name, ip)),
+    pod('client', 'bench', m.client.node, m.client.ip, 1),
+    pod('server', 'bench', m.server.node, m.server.address.host, m.server.address.port),
+    ...m.outside.map((p) => pod(p.name, 'outside', p.node, p.ip, 1)),
+    service
   ].join('---\n')
 }

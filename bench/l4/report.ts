@@ -8,10 +8,8 @@ export type Mode = 'keep-alive' | 'new connection per request' | 'fixed rate'
 
 export interface Measurement {
   readonly wrk: WrkResult
-  /** CPU per request of the proxy processes (for ambit: the process running both ztunnels). */
+  /** CPU per request of the proxy processes (for ambit: the two ztunnel processes). */
   readonly proxyCpu?: CpuTime
-  /** CPU per request of the SOCKS5 bridge in front of ambit, or of the bridge measured alone. */
-  readonly bridgeCpu?: CpuTime
 }
 
 export const totalMicros = (cpu: CpuTime | undefined): number | undefined =>
@@ -67,11 +65,11 @@ function baselineOf (rows: readonly Row[], mode: Mode): Measurement | undefined 
 
 /** Closed-loop throughput: one row per setup and mode, with ratios against haproxy. */
 export function throughputTable (rows: readonly Row[]): string {
-  const header = ['setup', 'load', 'req/s', 'p50', 'p99', 'proxy CPU/req (user + sys µs)', 'bridge CPU/req',
+  const header = ['setup', 'load', 'req/s', 'p50', 'p99', 'proxy CPU/req (user + sys µs)',
     `req/s vs ${BASELINE}`, `CPU/req vs ${BASELINE}`, 'errors']
   const body = rows.filter((r) => r.mode !== 'fixed rate').map((r) => {
     const base = baselineOf(rows, r.mode)
-    const { wrk, proxyCpu, bridgeCpu } = r.result
+    const { wrk, proxyCpu } = r.result
     const proxyMicros = totalMicros(proxyCpu)
     const baseMicros = totalMicros(base?.proxyCpu)
     return [
@@ -81,13 +79,12 @@ export function throughputTable (rows: readonly Row[]): string {
       formatMicros(wrk.p50Micros),
       formatMicros(wrk.p99Micros),
       formatCpu(proxyCpu),
-      formatMicros(totalMicros(bridgeCpu)),
       formatRatio(base === undefined ? undefined : wrk.requestsPerSecond / base.wrk.requestsPerSecond),
       formatRatio(baseMicros === undefined || proxyMicros === undefined ? undefined : proxyMicros / baseMicros),
       String(wrk.errors)
     ]
   })
-  return markdownTable(header, body, [false, false, true, true, true, true, true, true, true, true])
+  return markdownTable(header, body, [false, false, true, true, true, true, true, true, true])
 }
 
 /** Latency at a fixed rate, with the p99 each setup adds to the direct path. */
@@ -104,7 +101,7 @@ export function fixedRateTable (rows: readonly Row[]): string {
       formatMicros(wrk.p99Micros),
       direct === undefined ? '—' : formatMicros(wrk.p50Micros - direct.p50Micros),
       direct === undefined ? '—' : formatMicros(wrk.p99Micros - direct.p99Micros),
-      formatMicros(totalMicros(r.result.proxyCpu ?? r.result.bridgeCpu)),
+      formatMicros(totalMicros(r.result.proxyCpu)),
       String(wrk.errors)
     ]
   })
@@ -128,7 +125,7 @@ export function goalsTable (rows: readonly Row[], rate: number): string {
     const haproxy = find(BASELINE, mode)
     if (ambit === undefined || haproxy === undefined) continue
     const ratio = ambit.wrk.requestsPerSecond / haproxy.wrk.requestsPerSecond
-    add(`${mode}: req/s ≥ 0.75× haproxy (floor; ambit measured with the bridge in front)`, formatRatio(ratio), ratio >= 0.75)
+    add(`${mode}: req/s ≥ 0.75× haproxy (floor)`, formatRatio(ratio), ratio >= 0.75)
     add(`${mode}: req/s ≥ 1.0× haproxy`, formatRatio(ratio), ratio >= 1)
     const ambitCpu = totalMicros(ambit.proxyCpu)
     const haproxyCpu = totalMicros(haproxy.proxyCpu)

@@ -21,6 +21,8 @@ export interface WrkOptions {
   readonly newConnectionPerRequest?: boolean
   /** A wrk Lua script file. */
   readonly script?: string
+  /** The network namespace wrk runs in (a pod's), when not the bench's own. */
+  readonly netns?: string
 }
 
 export interface WrkResult {
@@ -40,7 +42,8 @@ export async function runWrk (options: WrkOptions): Promise<WrkResult> {
     ...(options.script !== undefined ? ['-s', options.script] : []),
     options.url
   ]
-  const { stdout } = await run('wrk', args, { timeout: (options.durationSeconds + 30) * 1000 })
+  const [command, argv] = options.netns === undefined ? ['wrk', args] : ['ip', ['netns', 'exec', options.netns, 'wrk', ...args]]
+  const { stdout } = await run(command, argv, { timeout: (options.durationSeconds + 30) * 1000 })
   return parseWrkReport(stdout)
 }
 

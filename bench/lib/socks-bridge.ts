@@ -5,8 +5,8 @@
  * knows the source workload by that address). Without --socks it forwards straight to the
  * target, which measures what the bridge itself costs.
  *
- *   node dist/bench/l4/bridge.js --listen 127.0.77.11:18000 --target 127.0.77.21:18080 \
- *     [--socks 127.0.77.2:15080 --source 127.0.77.11]
+ *   node dist/bench/lib/socks-bridge.js --listen 127.0.79.11:18000 --target 10.96.79.10:80 \
+ *     [--socks 127.0.79.2:15080 --source 127.0.79.11]
  */
 import net from 'node:net'
 import { parseArgs } from 'node:util'
