@@ -27,6 +27,7 @@ export const KUBERNETES_KINDS: { readonly [K in ResourceKind]: KubernetesKind } 
   Node: { group: '', version: 'v1', plural: 'nodes', clusterScoped: true },
   Pod: { group: '', version: 'v1', plural: 'pods', clusterScoped: false },
   Service: { group: '', version: 'v1', plural: 'services', clusterScoped: false },
+  EndpointSlice: { group: 'discovery.k8s.io', version: 'v1', plural: 'endpointslices', clusterScoped: false },
   Gateway: { group: GATEWAY_API, version: 'v1', plural: 'gateways', clusterScoped: false },
   HTTPRoute: { group: GATEWAY_API, version: 'v1', plural: 'httproutes', clusterScoped: false },
   GRPCRoute: { group: GATEWAY_API, version: 'v1', plural: 'grpcroutes', clusterScoped: false },

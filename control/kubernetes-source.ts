@@ -10,7 +10,8 @@
  *    after each failure in a row.
  *  - A kind the server does not serve (its CRD is not installed) counts as empty and is looked
  *    for again now and then.
- *  - EndpointSlices are not read: the model resolves endpoints from Services' selectors and Pods.
+ *  - EndpointSlices are read for Services without a selector; the others' endpoints are
+ *    resolved from their selectors and Pods (policy/resolve.ts).
  *
  * Status conditions go back to Gateways and TrafficPolicies (kubernetes-status.ts).
  */

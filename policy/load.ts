@@ -17,7 +17,7 @@ import { validateResource } from './validate.js'
  * Helm output) and that ambit does not read: skipped silently. Any other unknown kind is an error.
  */
 export const SKIPPED_KINDS: readonly string[] = [
-  'EndpointSlice', 'Endpoints', 'ConfigMap', 'Secret', 'Deployment', 'ReplicaSet', 'StatefulSet', 'DaemonSet',
+  'Endpoints', 'ConfigMap', 'Secret', 'Deployment', 'ReplicaSet', 'StatefulSet', 'DaemonSet',
   'ServiceAccount', 'CustomResourceDefinition', 'GatewayClass', 'ReferenceGrant'
 ]
 

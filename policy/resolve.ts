@@ -3,11 +3,11 @@
  * every change and publishes the difference; `ambit explain` and the tests call it directly.
  */
 import type {
-  AppProtocol, AuthorizationPolicyResource, GatewayResource, GRPCRouteResource, HTTPRouteResource,
+  AppProtocol, AuthorizationPolicyResource, EndpointPort, EndpointSliceResource, GatewayResource, GRPCRouteResource, HTTPRouteResource,
   NamespaceResource, NodeResource, ObjectRef, PeerAuthenticationResource, PodResource, Resource,
-  ServicePort, ServiceResource, TrafficPolicyResource
+  ServicePort, ServiceResource, SliceEndpoint, TrafficPolicyResource
 } from './resources.js'
-import { AMBIENT_LABEL, AMBIENT_VALUE, USE_WAYPOINT_LABEL, WAYPOINT_CLASS } from './resources.js'
+import { AMBIENT_LABEL, AMBIENT_VALUE, SERVICE_NAME_LABEL, USE_WAYPOINT_LABEL, WAYPOINT_CLASS } from './resources.js'
 import type {
   EndpointState, MeshConfig, MeshState, NodeState, ServicePortState, ServiceState, WaypointRef,
   WaypointState, WorkloadState
@@ -33,6 +33,7 @@ interface ByKind {
   nodes: NodeResource[]
   pods: PodResource[]
   services: ServiceResource[]
+  endpointSlices: EndpointSliceResource[]
   gateways: GatewayResource[]
   httpRoutes: HTTPRouteResource[]
   grpcRoutes: GRPCRouteResource[]
@@ -43,12 +44,22 @@ interface ByKind {
 
 type RunningPod = PodResource & { readonly podIP: string, readonly nodeName: string }
 
+/** What a Service's endpoints are drawn from. */
+interface EndpointSources {
+  readonly podsByNamespace: ReadonlyMap<string, readonly RunningPod[]>
+  readonly meshedKeys: ReadonlySet<string>
+  /** Meshed pods by address, to recognise them among EndpointSlice addresses. */
+  readonly meshedByIp: ReadonlyMap<string, RunningPod>
+  /** 'namespace/service name' → the EndpointSlices labelled with it. */
+  readonly slicesByService: ReadonlyMap<string, readonly EndpointSliceResource[]>
+}
+
 const keyOf = (r: { metadata: { namespace: string, name: string } }): string =>
   `${r.metadata.namespace}/${r.metadata.name}`
 
 function groupByKind (resources: readonly Resource[]): ByKind {
   const groups: ByKind = {
-    namespaces: [], nodes: [], pods: [], services: [], gateways: [], httpRoutes: [], grpcRoutes: [],
+    namespaces: [], nodes: [], pods: [], services: [], endpointSlices: [], gateways: [], httpRoutes: [], grpcRoutes: [],
     authorizationPolicies: [], peerAuthentications: [], trafficPolicies: []
   }
   for (const r of resources) {
@@ -57,6 +68,7 @@ function groupByKind (resources: readonly Resource[]): ByKind {
       case 'Node': groups.nodes.push(r); break
       case 'Pod': groups.pods.push(r); break
       case 'Service': groups.services.push(r); break
+      case 'EndpointSlice': groups.endpointSlices.push(r); break
       case 'Gateway': groups.gateways.push(r); break
       case 'HTTPRoute': groups.httpRoutes.push(r); break
       case 'GRPCRoute': groups.grpcRoutes.push(r); break
@@ -92,7 +104,12 @@ class Resolver {
     const meshed = pods.filter((p) => this.isMeshed(p))
     const podsByNamespace = groupBy(pods, (p) => p.metadata.namespace)
     const waypoints = this.resolveWaypoints(podsByNamespace)
-    const services = this.resolveServices(podsByNamespace, new Set(meshed.map(keyOf)))
+    const services = this.resolveServices({
+      podsByNamespace,
+      meshedKeys: new Set(meshed.map(keyOf)),
+      meshedByIp: new Map(meshed.map((p) => [p.podIP, p])),
+      slicesByService: this.slicesByService()
+    })
     const workloads = this.resolveWorkloads(meshed, services)
     const state: MeshState = {
       mesh: this.mesh,
@@ -145,24 +162,27 @@ class Resolver {
     return waypoints
   }
 
-  private resolveServices (
-    podsByNamespace: ReadonlyMap<string, readonly RunningPod[]>,
-    meshedKeys: ReadonlySet<string>
-  ): Record<string, ServiceState> {
+  /** FQDN slices are left out: an endpoint is an address the ztunnel connects to. */
+  private slicesByService (): Map<string, EndpointSliceResource[]> {
+    const addressed = sortByKey(this.input.endpointSlices).filter((slice) => {
+      if (slice.addressType !== 'FQDN') return true
+      this.warnings.push(`EndpointSlice/${keyOf(slice)}: FQDN endpoints are not supported; ignored`)
+      return false
+    })
+    return groupBy(addressed.filter((slice) => slice.metadata.labels[SERVICE_NAME_LABEL] !== undefined),
+      (slice) => `${slice.metadata.namespace}/${slice.metadata.labels[SERVICE_NAME_LABEL]}`)
+  }
+
+  private resolveServices (sources: EndpointSources): Record<string, ServiceState> {
     const services: Record<string, ServiceState> = {}
     for (const svc of sortByKey(this.input.services)) {
       const key = keyOf(svc)
       const { namespace, name } = svc.metadata
-      const selected = svc.selector === undefined || Object.keys(svc.selector).length === 0
-        ? []
-        : (podsByNamespace.get(namespace) ?? []).filter((p) => selectorMatches(svc.selector, p.metadata.labels))
-      const endpoints: EndpointState[] = selected.map((p) => ({
-        workload: keyOf(p),
-        meshed: meshedKeys.has(keyOf(p)),
-        ip: p.podIP,
-        node: p.nodeName,
-        ports: targetPorts(svc.ports, p)
-      }))
+      // As in Kubernetes: a selector's endpoints come from Pods, the others' from EndpointSlices someone else writes.
+      const selectorless = svc.selector === undefined || Object.keys(svc.selector).length === 0
+      const endpoints = selectorless
+        ? sliceEndpoints(svc, sources.slicesByService.get(key) ?? [], sources.meshedByIp)
+        : selectedEndpoints(svc, sources)
       const waypoint = this.waypointFor(svc)
       services[key] = {
         key,
@@ -282,6 +302,66 @@ class Resolver {
     }
     return [...keys].sort()
   }
+}
+
+function selectedEndpoints (svc: ServiceResource, sources: EndpointSources): EndpointState[] {
+  const selected = (sources.podsByNamespace.get(svc.metadata.namespace) ?? [])
+    .filter((p) => selectorMatches(svc.selector, p.metadata.labels))
+  return selected.map((p) => ({
+    workload: keyOf(p),
+    meshed: sources.meshedKeys.has(keyOf(p)),
+    ip: p.podIP,
+    node: p.nodeName,
+    ports: targetPorts(svc.ports, p)
+  }))
+}
+
+/**
+ * The ready addresses of a selector-less Service's slices (an absent condition counts as ready,
+ * as kube-proxy reads it). An address listed by several slices, as during an update, counts once.
+ */
+function sliceEndpoints (
+  svc: ServiceResource, slices: readonly EndpointSliceResource[], meshedByIp: ReadonlyMap<string, RunningPod>
+): EndpointState[] {
+  const endpoints = new Map<string, EndpointState>()
+  for (const slice of slices) {
+    const ports = slicePorts(svc.ports, slice.ports)
+    for (const endpoint of slice.endpoints) {
+      if (endpoint.conditions.ready === false) continue
+      for (const ip of endpoint.addresses) {
+        if (endpoints.has(ip)) continue
+        const pod = meshedByIp.get(ip)
+        endpoints.set(ip, {
+          workload: pod === undefined ? unmeshedWorkload(endpoint, slice, ip) : keyOf(pod),
+          meshed: pod !== undefined,
+          ip,
+          node: endpoint.nodeName ?? pod?.nodeName ?? '',
+          ports
+        })
+      }
+    }
+  }
+  return [...endpoints.values()]
+}
+
+/** The pod an address belongs to when the slice says so; otherwise the address itself names it. */
+function unmeshedWorkload (endpoint: SliceEndpoint, slice: EndpointSliceResource, ip: string): string {
+  const ref = endpoint.targetRef
+  return ref?.kind === 'Pod' ? `${ref.namespace ?? slice.metadata.namespace}/${ref.name}` : ip
+}
+
+/**
+ * Service port → the slice's port of the same name. A Service with one port may leave it
+ * unnamed, and so does its slice: a lone unnamed slice port serves the Service's lone port.
+ */
+function slicePorts (servicePorts: readonly ServicePort[], ports: readonly EndpointPort[]): Record<string, number> {
+  const result: Record<string, number> = {}
+  const lone = servicePorts.length === 1 && ports.length === 1 && ports[0]!.name === undefined ? ports[0] : undefined
+  for (const p of servicePorts) {
+    const target = ports.find((candidate) => candidate.name === p.name) ?? lone
+    if (target !== undefined) result[String(p.port)] = target.port
+  }
+  return result
 }
 
 function refersToService (ref: ObjectRef, fromNamespace: string, svc: ServiceResource): boolean {

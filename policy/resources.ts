@@ -80,10 +80,51 @@ export interface ServiceResource {
   readonly apiVersion: 'v1'
   readonly kind: 'Service'
   readonly metadata: ObjectMeta
-  /** undefined: a Service without selector (no endpoints are selected). */
+  /** undefined: a Service without selector, whose endpoints come from its EndpointSlices. */
   readonly selector?: Labels
   readonly clusterIP?: string
   readonly ports: readonly ServicePort[]
+}
+
+/** The label that ties an EndpointSlice to its Service. */
+export const SERVICE_NAME_LABEL = 'kubernetes.io/service-name'
+
+export interface EndpointConditions {
+  /** Absent: unknown, which consumers read as ready (as kube-proxy does). */
+  readonly ready?: boolean
+  readonly serving?: boolean
+  readonly terminating?: boolean
+}
+
+export interface EndpointTargetRef {
+  readonly kind: string
+  readonly name: string
+  readonly namespace?: string
+}
+
+export interface SliceEndpoint {
+  readonly addresses: readonly string[]
+  readonly conditions: EndpointConditions
+  readonly nodeName?: string
+  readonly targetRef?: EndpointTargetRef
+}
+
+export interface EndpointPort {
+  /** Named as the Service port it serves; absent for a Service with a single unnamed port. */
+  readonly name?: string
+  /** The endpoints' port (the Service's target port). */
+  readonly port: number
+  readonly protocol: 'TCP' | 'UDP' | 'SCTP'
+}
+
+/** The endpoints of Services without a selector (ambit resolves the others from Pods). */
+export interface EndpointSliceResource {
+  readonly apiVersion: 'discovery.k8s.io/v1'
+  readonly kind: 'EndpointSlice'
+  readonly metadata: ObjectMeta
+  readonly addressType: 'IPv4' | 'IPv6' | 'FQDN'
+  readonly endpoints: readonly SliceEndpoint[]
+  readonly ports: readonly EndpointPort[]
 }
 
 export interface GatewayListener {
@@ -330,6 +371,7 @@ export type Resource =
   | NodeResource
   | PodResource
   | ServiceResource
+  | EndpointSliceResource
   | GatewayResource
   | HTTPRouteResource
   | GRPCRouteResource
@@ -340,7 +382,7 @@ export type Resource =
 export type ResourceKind = Resource['kind']
 
 export const RESOURCE_KINDS: readonly ResourceKind[] = [
-  'Namespace', 'Node', 'Pod', 'Service', 'Gateway', 'HTTPRoute', 'GRPCRoute',
+  'Namespace', 'Node', 'Pod', 'Service', 'EndpointSlice', 'Gateway', 'HTTPRoute', 'GRPCRoute',
   'AuthorizationPolicy', 'PeerAuthentication', 'TrafficPolicy'
 ]
 

@@ -60,7 +60,7 @@ export interface ServicePortState {
 }
 
 export interface EndpointState {
-  /** Pod key ('namespace/name'); a workload key when `meshed`. */
+  /** Pod key ('namespace/name'; a workload key when `meshed`), or the address of an EndpointSlice endpoint that names no Pod. */
   readonly workload: string
   /** false: a pod outside the mesh, reached with plain TCP. */
   readonly meshed: boolean

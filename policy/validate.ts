@@ -19,11 +19,11 @@ import {
 } from './fields.js'
 import type {
   AuthorizationCondition, AuthorizationOperation, AuthorizationPolicyResource, AuthorizationRule, AuthorizationSource,
-  BackendRef, GRPCMethodMatch, GRPCRouteResource, GRPCRouteRule, GRPCRouteMatch, GatewayListener, GatewayResource,
+  BackendRef, EndpointConditions, EndpointPort, EndpointSliceResource, EndpointTargetRef, GRPCMethodMatch, GRPCRouteResource, GRPCRouteRule, GRPCRouteMatch, GatewayListener, GatewayResource,
   HTTPHeader, HTTPHeaderMatch, HTTPPathMatch, HTTPRouteFilter, HTTPRouteMatch, HTTPRouteResource, HTTPRouteRule,
   HeaderModifier, Labels, MtlsMode, NamespaceResource, NodeResource, ObjectMeta, ObjectRef, PathModifier,
   PeerAuthenticationResource, PodResource, RateLimitRule, Resource, ResourceKind, RouteRetry, RouteTimeouts,
-  ServicePort, ServiceResource, TrafficPolicyResource, TrafficPolicySpec
+  ServicePort, ServiceResource, SliceEndpoint, TrafficPolicyResource, TrafficPolicySpec
 } from './resources.js'
 
 type ResourceOf<K extends ResourceKind> = Extract<Resource, { kind: K }>
@@ -51,6 +51,7 @@ const KINDS: { readonly [K in ResourceKind]: KindSchema<K> } = {
   Node: { apiVersions: ['v1'], clusterScoped: true, read: readNode },
   Pod: { apiVersions: ['v1'], read: readPod },
   Service: { apiVersions: ['v1'], name: dnsLabel, read: readService },
+  EndpointSlice: { apiVersions: ['discovery.k8s.io/v1'], read: readEndpointSlice },
   Gateway: { apiVersions: [`${GATEWAY_API}/v1`, `${GATEWAY_API}/v1beta1`], read: readGateway },
   HTTPRoute: { apiVersions: [`${GATEWAY_API}/v1`, `${GATEWAY_API}/v1beta1`], read: readHTTPRoute },
   GRPCRoute: { apiVersions: [`${GATEWAY_API}/v1`], read: readGRPCRoute },
@@ -223,6 +224,60 @@ function readService (object: ObjectReader, header: Header<'Service'>): ServiceR
     selector: selector === undefined || Object.keys(selector).length === 0 ? undefined : selector,
     clusterIP: spec.optional('clusterIP', clusterIP),
     ports: spec.withDefault('ports', listOf(servicePort), [])
+  }
+}
+
+// ---- EndpointSlice ----
+
+const flag: Reader<boolean> = (field) =>
+  typeof field.value === 'boolean' ? field.value : fail(field.path, `expected true or false, got ${JSON.stringify(field.value)}`)
+
+const endpointConditions = objectOf((conditions): EndpointConditions => ({
+  ready: conditions.optional('ready', flag),
+  serving: conditions.optional('serving', flag),
+  terminating: conditions.optional('terminating', flag)
+}))
+
+const endpointTargetRef = objectOf((ref): EndpointTargetRef => ({
+  kind: ref.withDefault('kind', text, ''),
+  name: ref.required('name', dnsSubdomain),
+  namespace: ref.optional('namespace', dnsLabel)
+}))
+
+const ADDRESS_TYPES = ['IPv4', 'IPv6', 'FQDN'] as const
+
+function sliceEndpoint (addressType: EndpointSliceResource['addressType']): Reader<SliceEndpoint> {
+  const address = addressType === 'FQDN' ? dnsSubdomain : ipAddress
+  return objectOf((endpoint) => {
+    const addresses = endpoint.required('addresses', listOf(address))
+    if (addresses.length === 0) fail(endpoint.pathOf('addresses'), 'must not be empty')
+    return {
+      addresses,
+      conditions: endpoint.withDefault('conditions', endpointConditions, {}),
+      nodeName: endpoint.optional('nodeName', dnsSubdomain),
+      targetRef: endpoint.optional('targetRef', endpointTargetRef)
+    }
+  })
+}
+
+/** Kubernetes writes an unnamed port as name ''. */
+const endpointPortName: Reader<string | undefined> = (field) => field.value === '' ? undefined : dnsLabel(field)
+
+/** A port without a number means "all ports" in Kubernetes; no Service port maps to it, so it reads as undefined. */
+const endpointPort = objectOf((entry): EndpointPort | undefined => {
+  const number = entry.optional('port', port)
+  const name = entry.optional('name', endpointPortName)
+  const protocol = entry.withDefault('protocol', oneOf(['TCP', 'UDP', 'SCTP']), 'TCP')
+  return number === undefined ? undefined : { ...(name !== undefined && { name }), port: number, protocol }
+})
+
+function readEndpointSlice (object: ObjectReader, header: Header<'EndpointSlice'>): EndpointSliceResource {
+  const addressType = object.required('addressType', oneOf(ADDRESS_TYPES))
+  return {
+    ...header,
+    addressType,
+    endpoints: object.withDefault('endpoints', listOf(sliceEndpoint(addressType)), []),
+    ports: object.withDefault('ports', listOf(endpointPort), []).filter((p) => p !== undefined)
   }
 }
 

@@ -33,7 +33,7 @@ const USERS = {
 }
 /** The kinds the controller must list and watch (plural, API group). */
 const WATCHED = [
-  ['namespaces', ''], ['nodes', ''], ['pods', ''], ['services', ''],
+  ['namespaces', ''], ['nodes', ''], ['pods', ''], ['services', ''], ['endpointslices', 'discovery.k8s.io'],
   ['gateways', 'gateway.networking.k8s.io'], ['httproutes', 'gateway.networking.k8s.io'], ['grpcroutes', 'gateway.networking.k8s.io'],
   ['authorizationpolicies', 'security.istio.io'], ['peerauthentications', 'security.istio.io'], ['trafficpolicies', 'ambit.dev']
 ] as const
@@ -115,7 +115,7 @@ function pod (name: string, node: string, ip: string, labels: Record<string, str
 
 const AMBIENT = { 'ambit.dev/dataplane-mode': 'ambient' }
 
-t.test('watching the cluster: labels, pods, moves, dropped watches and 410 Gone reach Redis within 2 s', async (t) => {
+t.test('watching the cluster: labels, pods, moves, EndpointSlices, dropped watches and 410 Gone reach Redis within 2 s', async (t) => {
   const cluster = await startController(t)
   const { api } = cluster
   const first = await cluster.state()
@@ -138,6 +138,29 @@ t.test('watching the cluster: labels, pods, moves, dropped watches and 410 Gone 
   api.upsert({ ...web, spec: { ...web.spec as object, nodeName: 'node-b' }, status: { phase: 'Running', podIP: '10.244.1.11' } })
   t.ok(await cluster.until('web on node-b', (s) => s.workloads['shop/web']?.node === 'node-b' && s.workloads['shop/web'].ip === '10.244.1.11') < DEADLINE_MS,
     'a pod moved to another node')
+
+  // A Service without a selector: its endpoints are the EndpointSlices someone else writes.
+  api.upsert({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'legacy-db', namespace: 'shop' }, spec: { ports: [{ name: 'sql', port: 5432 }] } })
+  await cluster.until('legacy-db in the state', (s) => s.services['shop/legacy-db'] !== undefined)
+  t.same((await cluster.state()).services['shop/legacy-db']!.endpoints, [], 'no slice yet, no endpoints')
+  api.upsert({
+    apiVersion: 'discovery.k8s.io/v1',
+    kind: 'EndpointSlice',
+    metadata: { name: 'legacy-db-1', namespace: 'shop', labels: { 'kubernetes.io/service-name': 'legacy-db' } },
+    addressType: 'IPv4',
+    endpoints: [
+      { addresses: ['10.244.1.11'], conditions: { ready: true } },
+      { addresses: ['192.168.5.5'], conditions: { ready: true }, nodeName: 'node-a' },
+      { addresses: ['192.168.5.6'], conditions: { ready: false } }
+    ],
+    ports: [{ name: 'sql', port: 15432, protocol: 'TCP' }]
+  })
+  t.ok(await cluster.until('legacy-db endpoints from its slice', (s) => s.services['shop/legacy-db']!.endpoints.length === 2) < DEADLINE_MS,
+    'an EndpointSlice reaches the Service\'s endpoints')
+  t.same((await cluster.state()).services['shop/legacy-db']!.endpoints, [
+    { workload: 'shop/web', meshed: true, ip: '10.244.1.11', node: 'node-b', ports: { 5432: 15432 } },
+    { workload: '192.168.5.5', meshed: false, ip: '192.168.5.5', node: 'node-a', ports: { 5432: 15432 } }
+  ], 'ready addresses only; the meshed pod\'s address is its workload')
 
   // Watches cut mid-stream, and the API server refuses the first reconnections: changes made
   // meanwhile must still arrive once the informers are back.

@@ -171,3 +171,67 @@ t.test('app protocol: appProtocol first, then the port name prefix', async (t) =
   t.equal(appProtocolOf({ name: 'redis' }), 'tcp')
   t.equal(appProtocolOf({}), 'tcp')
 })
+
+/** A selector-less Service in front of the meshed pod `a` (10.1.0.1) and an address outside the mesh. */
+const EXTERNAL = BASE + `
+---
+apiVersion: v1
+kind: Service
+metadata: { name: external, namespace: app }
+spec: { clusterIP: 10.96.1.2, ports: [{ name: http, port: 80, targetPort: 8080 }, { name: admin, port: 9000 }] }
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: { name: external-1, namespace: app, labels: { kubernetes.io/service-name: external } }
+addressType: IPv4
+endpoints:
+  - { addresses: [10.1.0.1], conditions: { ready: true } }
+  - { addresses: [192.168.7.7], nodeName: n1, targetRef: { kind: Pod, name: outside, namespace: legacy } }
+  - { addresses: [192.168.7.8], conditions: { ready: false, serving: true, terminating: true }, nodeName: n1 }
+ports: [{ name: http, port: 8080, protocol: TCP }, { name: admin, port: 9090 }]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: { name: other-1, namespace: app, labels: { kubernetes.io/service-name: other } }
+addressType: IPv4
+endpoints: [{ addresses: [192.168.9.9] }]
+ports: [{ name: http, port: 8080 }]
+`
+
+t.test('a Service without a selector takes its endpoints from its EndpointSlices', async (t) => {
+  const { state } = resolve(resources(EXTERNAL), TEST_MESH)
+  const endpoints = state.services['app/external']!.endpoints
+  t.same(endpoints.map((e) => e.ip), ['10.1.0.1', '192.168.7.7'],
+    'ready (or unconditioned) addresses of its own slices only: not-ready 192.168.7.8 and the other service\'s 192.168.9.9 are left out')
+  t.same(endpoints[0], { workload: 'app/a', meshed: true, ip: '10.1.0.1', node: 'n1', ports: { 80: 8080, 9000: 9090 } },
+    'an address of a meshed pod is that workload, on its node; ports map by name')
+  t.same(endpoints[1], { workload: 'legacy/outside', meshed: false, ip: '192.168.7.7', node: 'n1', ports: { 80: 8080, 9000: 9090 } })
+  t.same(state.workloads['app/a']!.services, ['app/a', 'app/external'], 'the meshed pod is a member of the selector-less Service')
+  t.same(state.services['app/a']!.endpoints.map((e) => e.ip), ['10.1.0.1'], 'a Service with a selector still takes its pods')
+})
+
+t.test('an unnamed slice port serves a single-port Service; slices do not override a selector', async (t) => {
+  const { state } = resolve(resources(BASE + `
+---
+apiVersion: v1
+kind: Service
+metadata: { name: single, namespace: app }
+spec: { ports: [{ name: web, port: 80, targetPort: 8080 }] }
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: { name: single-1, namespace: app, labels: { kubernetes.io/service-name: single } }
+addressType: IPv4
+endpoints: [{ addresses: [192.168.1.1] }]
+ports: [{ name: "", port: 8443 }]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: { name: a-manual, namespace: app, labels: { kubernetes.io/service-name: a } }
+addressType: IPv4
+endpoints: [{ addresses: [192.168.2.2] }]
+ports: [{ port: 8080 }]
+`), TEST_MESH)
+  t.same(state.services['app/single']!.endpoints, [{ workload: '192.168.1.1', meshed: false, ip: '192.168.1.1', node: '', ports: { 80: 8443 } }])
+  t.same(state.services['app/a']!.endpoints.map((e) => e.ip), ['10.1.0.1'])
+})

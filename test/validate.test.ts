@@ -260,6 +260,81 @@ status:
     }
   },
   {
+    name: 'EndpointSlice',
+    yaml: `
+addressType: IPv4
+apiVersion: discovery.k8s.io/v1
+endpoints:
+- addresses:
+  - 10.244.1.17
+  conditions:
+    ready: true
+    serving: true
+    terminating: false
+  nodeName: node-a
+  targetRef:
+    kind: Pod
+    name: reviews-v1-7d9c6b5f4-x2k8p
+    namespace: shop
+    uid: 0b7a6c1e-8d2f-4f3a-9e1b-5c4d3a2b1f00
+  zone: zone-a
+- addresses:
+  - 192.168.50.4
+kind: EndpointSlice
+metadata:
+  annotations:
+    endpoints.kubernetes.io/last-change-trigger-time: "2024-05-01T10:00:00Z"${NOISE}
+  generateName: reviews-
+  generation: 3
+  labels:
+    endpointslice.kubernetes.io/managed-by: endpointslice-controller.k8s.io
+    kubernetes.io/service-name: reviews
+  name: reviews-8fj2k
+  namespace: shop
+  ownerReferences:
+  - apiVersion: v1
+    kind: Service
+    name: reviews
+  resourceVersion: "778"
+ports:
+- name: http
+  port: 9080
+  protocol: TCP
+- name: ""
+  port: 9464
+- appProtocol: grpc
+  name: grpc
+  port: 9090
+`,
+    expected: {
+      apiVersion: 'discovery.k8s.io/v1',
+      kind: 'EndpointSlice',
+      metadata: {
+        name: 'reviews-8fj2k',
+        namespace: 'shop',
+        labels: { 'endpointslice.kubernetes.io/managed-by': 'endpointslice-controller.k8s.io', 'kubernetes.io/service-name': 'reviews' },
+        annotations: { 'endpoints.kubernetes.io/last-change-trigger-time': '2024-05-01T10:00:00Z' },
+        resourceVersion: '778',
+        generation: 3
+      },
+      addressType: 'IPv4',
+      endpoints: [
+        {
+          addresses: ['10.244.1.17'],
+          conditions: { ready: true, serving: true, terminating: false },
+          nodeName: 'node-a',
+          targetRef: { kind: 'Pod', name: 'reviews-v1-7d9c6b5f4-x2k8p', namespace: 'shop' }
+        },
+        { addresses: ['192.168.50.4'], conditions: {} }
+      ],
+      ports: [
+        { name: 'http', port: 9080, protocol: 'TCP' },
+        { port: 9464, protocol: 'TCP' },
+        { name: 'grpc', port: 9090, protocol: 'TCP' }
+      ]
+    }
+  },
+  {
     name: 'headless Service without selector',
     yaml: `
 apiVersion: v1
@@ -712,6 +787,7 @@ const POLICY = 'apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmet
 const PEER = 'apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: web, namespace: shop}'
 const TRAFFIC = 'apiVersion: ambit.dev/v1alpha1\nkind: TrafficPolicy\nmetadata: {name: web, namespace: shop}'
 const TARGET = 'targetRefs: [{name: web}]'
+const SLICE = 'apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: web-abc, namespace: shop, labels: {kubernetes.io/service-name: web}}'
 
 /** Each rejection: the object it names, the field path and the reason. */
 const INVALID: Array<{ name: string, yaml: string, object: string, field: string, reason: string | RegExp }> = [
@@ -1025,6 +1101,34 @@ const INVALID: Array<{ name: string, yaml: string, object: string, field: string
     object: 'TrafficPolicy/web',
     field: 'spec.rateLimit.local.burst',
     reason: 'unknown field (expected one of requests, interval, unit)'
+  },
+  {
+    name: 'EndpointSlice address that is not an IP',
+    yaml: doc(SLICE, 'addressType: IPv4\nendpoints: [{addresses: [10.0.0.1]}, {addresses: [web-1.shop]}]'),
+    object: 'EndpointSlice/web-abc',
+    field: 'endpoints[1].addresses[0]',
+    reason: '"web-1.shop" is not an IP address'
+  },
+  {
+    name: 'EndpointSlice without addressType',
+    yaml: doc(SLICE, 'endpoints: [{addresses: [10.0.0.1]}]'),
+    object: 'EndpointSlice/web-abc',
+    field: 'addressType',
+    reason: 'is required'
+  },
+  {
+    name: 'EndpointSlice condition that is not a boolean',
+    yaml: doc(SLICE, 'addressType: IPv4\nendpoints: [{addresses: [10.0.0.1], conditions: {ready: "yes"}}]'),
+    object: 'EndpointSlice/web-abc',
+    field: 'endpoints[0].conditions.ready',
+    reason: 'expected true or false, got "yes"'
+  },
+  {
+    name: 'EndpointSlice port out of range',
+    yaml: doc(SLICE, 'addressType: IPv4\nports: [{name: http, port: 70000}]'),
+    object: 'EndpointSlice/web-abc',
+    field: 'ports[0].port',
+    reason: /70000/
   }
 ]
 
