@@ -26,6 +26,8 @@ import { startAdmin, DEFAULT_ADMIN_PORTS, type AdminPorts, type AdminServers } f
 import { CaptureRules, ZTUNNEL_MARK } from './capture.js'
 import { markedSocket } from './sockopt.js'
 
+const LISTEN_BACKLOG = 4096
+
 export interface ZtunnelPorts extends AdminPorts {
   readonly outbound: number
   readonly inboundPlaintext: number
@@ -217,7 +219,8 @@ export class Ztunnel {
       })
     })
     server.on('error', (err) => this.context.logger.error({ err: err.message }, 'listener error'))
-    server.listen(port, host)
+    // A node's pods open connections in bursts; Node's default backlog (511) drops SYNs early.
+    server.listen({ port, host, backlog: LISTEN_BACKLOG })
     await Promise.race([once(server, 'listening'), once(server, 'error').then(([err]) => { throw err })])
     this.servers.push(server)
     return (server.address() as net.AddressInfo).port
