@@ -23,32 +23,26 @@ export interface HotFunction {
 
 const IDLE = '(idle)'
 
+/** Busy share per function (with its file and line). */
 export function hotFunctions (profile: CpuProfile, top: number): HotFunction[] {
-  const hits = new Map<string, number>()
-  let busy = 0
-  for (const node of profile.nodes) {
-    const count = node.hitCount ?? 0
-    if (count === 0 || node.callFrame.functionName === IDLE) continue
-    busy += count
-    const where = describe(node.callFrame)
-    hits.set(where, (hits.get(where) ?? 0) + count)
-  }
-  return [...hits.entries()]
-    .sort((a, b) => b[1] - a[1])
-    .slice(0, top)
-    .map(([where, count]) => ({ where, selfShare: count / Math.max(1, busy) }))
+  return hotspots(profile, top, describe)
 }
 
 /** Busy share per area: which file (or node internal, or V8 pseudo-frame) the self time is in. */
 export function hotFiles (profile: CpuProfile, top: number): HotFunction[] {
+  return hotspots(profile, top, (frame) => frame.url === '' ? `${frame.functionName || '(native)'}` : shortUrl(frame.url))
+}
+
+/** Self-time samples grouped by `keyOf`, as shares of the busy (non-idle) samples. */
+function hotspots (profile: CpuProfile, top: number, keyOf: (frame: ProfileNode['callFrame']) => string): HotFunction[] {
   const hits = new Map<string, number>()
   let busy = 0
   for (const node of profile.nodes) {
     const count = node.hitCount ?? 0
     if (count === 0 || node.callFrame.functionName === IDLE) continue
     busy += count
-    const file = node.callFrame.url === '' ? `${node.callFrame.functionName || '(native)'}` : shortUrl(node.callFrame.url)
-    hits.set(file, (hits.get(file) ?? 0) + count)
+    const key = keyOf(node.callFrame)
+    hits.set(key, (hits.get(key) ?? 0) + count)
   }
   return [...hits.entries()]
     .sort((a, b) => b[1] - a[1])
