@@ -4,6 +4,7 @@
  * backend choice → circuit breaker → endpoint choice (load balancer, outlier detection) →
  * forwarding with retries and timeouts → response filters, metrics and an access log line.
  */
+import type http from 'node:http'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { Transform, type Readable } from 'node:stream'
 import type { Logger } from 'pino'
@@ -23,12 +24,15 @@ import { formatTraceparent, nextHop, type TraceContext } from './trace.js'
 import type { HttpLabels, WaypointMetrics } from './metrics.js'
 import type { Http2Sessions } from './upstream.js'
 import { forwardHttp2 } from './forward-http2.js'
+import { mirrorRequest } from './mirror.js'
 
 export interface PipelineDeps {
   registry (): MeshRegistry
   readonly runtimes: ServiceRuntimes
   readonly ingress: HttpIngress
   readonly h2: Http2Sessions
+  /** For mirrored copies (HTTP/1.1 over tunnels, like the primary requests). */
+  readonly agent: http.Agent
   readonly metrics: WaypointMetrics
   /** One JSON line per request; undefined turns the access log off. */
   readonly accessLog?: Logger
@@ -110,6 +114,9 @@ export class RequestPipeline {
     const backend = backendRef === undefined ? undefined : registry.service(`${backendRef.namespace ?? routeNamespace(match) ?? x.tunnel.service.namespace}/${backendRef.name}`)
     if (backend === undefined) return this.local(x, 500, Flags.noHealthyUpstream, 'no backend\n')
     x.backend = backend
+    if (filtered.mirrors.length > 0 && !hasBody(x.request)) {
+      mirrorRequest(this.deps.agent, registry, filtered.mirrors, routeNamespace(match) ?? x.tunnel.service.namespace, { method: x.request.method, path: filtered.path, headers: filtered.headers })
+    }
     const runtime = this.deps.runtimes.backend(state, backend)
     if (!(await this.passesFaultsAndLimits(x, runtime))) return
     const release = runtime.breaker.tryAcquire('request')
@@ -365,6 +372,11 @@ function http1Headers (headers: HeaderRecord): HeaderRecord {
   for (const [name, value] of Object.entries(headers)) if (!name.startsWith(':')) out[name] = value
   out.host ??= headers[':authority']
   return out
+}
+
+function hasBody (request: FastifyRequest): boolean {
+  const length = request.headers['content-length']
+  return request.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0')
 }
 
 function headerString (value: string | string[] | undefined): string | undefined {

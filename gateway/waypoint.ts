@@ -90,6 +90,7 @@ export class Waypoint {
       }),
       ingress: this.ingress,
       h2: this.h2,
+      agent: this.agent,
       metrics: this.metrics,
       ...(options.accessLog !== undefined && { accessLog: options.accessLog })
     })

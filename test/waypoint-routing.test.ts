@@ -214,3 +214,17 @@ t.test('keep-alive tunnels to backends do not pile up listeners', async (t) => {
   await new Promise((resolve) => setImmediate(resolve))
   t.same(warnings.map((w) => w.message), [], 'no MaxListenersExceededWarning in this file (2,600+ keep-alive requests)')
 })
+
+t.test('RequestMirror: the mirror backend gets a copy, the client only the primary answer', async (t) => {
+  await withRoute(t, 'mirror', [{
+    matches: [{ path: { type: 'PathPrefix', value: '/mirrored' } }],
+    filters: [{ type: 'RequestMirror', requestMirror: { backendRef: { name: 'echo-v2', port: 80 } } }],
+    backendRefs: [{ name: 'echo-v1', port: 80 }]
+  }])
+  const response = await mesh.client.request({ path: '/mirrored/1' })
+  t.equal(echoed(response).pod, 'echo-v1', 'the client sees the primary backend')
+  await waitFor('the mirrored copy', () => mesh.backend('echo-v2').received.some((r) => r.path === '/mirrored/1'), 5000)
+  const copy = mesh.backend('echo-v2').received.find((r) => r.path === '/mirrored/1')!
+  t.match(copy.headers.host, /-shadow$/, 'the copy is marked as a shadow request, as Envoy does')
+  t.equal(mesh.backend('echo-v1').received.filter((r) => r.path === '/mirrored/1').length, 1)
+})
