@@ -11,8 +11,6 @@ import type { Logger } from 'pino'
 import type { MeshRegistry } from '../policy/registry.js'
 import type { EndpointState, ServiceState, WorkloadState } from '../policy/state.js'
 import type { BackendRef, HTTPRouteFilter } from '../policy/resources.js'
-import { evaluatePolicies } from '../policy/authz.js'
-import { parseSpiffeId, principalOf } from '../policy/identity.js'
 import type { HttpIngress, TunnelContext } from './http-ingress.js'
 import type { ServiceRuntimes, BackendRuntime } from './service-runtime.js'
 import type { RouteMatch } from '../policy/route-match.js'
@@ -24,6 +22,7 @@ import { formatTraceparent, nextHop, type TraceContext } from './trace.js'
 import type { HttpLabels, WaypointMetrics } from './metrics.js'
 import type { Http2Sessions } from './upstream.js'
 import { forwardHttp2 } from './forward-http2.js'
+import { allowedAtWaypoint } from './l7-authz.js'
 import { mirrorRequest } from './mirror.js'
 
 export interface PipelineDeps {
@@ -101,7 +100,7 @@ export class RequestPipeline {
     const state = registry.state
     x.source = sourceWorkload(registry, x.tunnel)
     const frontend = this.deps.runtimes.frontend(state, x.tunnel.service, x.tunnel.port.port)
-    if (!this.authorized(x, frontend.policies)) return this.local(x, 403, Flags.denied, DENIED_BODY)
+    if (!allowedAtWaypoint(frontend.policies, x.tunnel, x.request.method, x.request.url, x.request.headers)) return this.local(x, 403, Flags.denied, DENIED_BODY)
     const match = frontend.routes === undefined || frontend.routes.empty ? undefined : frontend.routes.match(routeRequest(x))
     if (frontend.routes !== undefined && !frontend.routes.empty && match === undefined) return this.local(x, 404, Flags.noRoute, 'no route\n')
     const filters = match?.rule.filters ?? []
@@ -110,8 +109,7 @@ export class RequestPipeline {
       x.reply.header('location', filtered.redirect.location)
       return this.local(x, filtered.redirect.status, Flags.none, '')
     }
-    const backendRef = match === undefined || match.rule.backendRefs.length === 0 ? selfRef(x.tunnel.service) : chooseBackend(match.rule.backendRefs)
-    const backend = backendRef === undefined ? undefined : registry.service(`${backendRef.namespace ?? routeNamespace(match) ?? x.tunnel.service.namespace}/${backendRef.name}`)
+    const { backendRef, backend } = chooseBackendService(registry, match, x.tunnel.service)
     if (backend === undefined) return this.local(x, 500, Flags.noHealthyUpstream, 'no backend\n')
     x.backend = backend
     if (filtered.mirrors.length > 0 && !hasBody(x.request)) {
@@ -124,22 +122,6 @@ export class RequestPipeline {
     x.reply.raw.once('close', release)
     const port = backendRef?.port ?? x.tunnel.port.port
     await this.forward(x, runtime, backend, port, match, filtered.headers, filtered.path, filters)
-  }
-
-  private authorized (x: Exchange, policies: Parameters<typeof evaluatePolicies>[0]): boolean {
-    if (policies.length === 0) return true
-    let peer: { principal: string, namespace: string } | undefined
-    try {
-      peer = { principal: principalOf(x.tunnel.peerSpiffeId), namespace: parseSpiffeId(x.tunnel.peerSpiffeId).namespace }
-    } catch {
-      return false
-    }
-    const decision = evaluatePolicies(policies, {
-      source: { ...peer, ip: x.tunnel.sourceIp },
-      destination: { ip: x.tunnel.service.vip ?? '', port: x.tunnel.port.port },
-      http: { method: x.request.method, path: x.request.url, host: headerString(x.request.headers.host) ?? x.tunnel.service.hostnames[0]!, headers: x.request.headers }
-    })
-    return decision.allowed
   }
 
   private async passesFaultsAndLimits (x: Exchange, runtime: BackendRuntime): Promise<boolean> {
@@ -346,9 +328,14 @@ function routeRequest (x: Exchange): { method: string, path: string, headers: Fa
   return { method: x.request.method, path: x.request.url, headers: x.request.headers }
 }
 
-/** No route (or a rule without backendRefs): the addressed Service itself. */
-function selfRef (service: ServiceState): BackendRef {
-  return { group: '', kind: 'Service', name: service.name, namespace: service.namespace, weight: 1 }
+
+/** The backend a request goes to: a weighted pick among the rule's backendRefs, or the Service itself. */
+export function chooseBackendService (registry: MeshRegistry, match: RouteMatch | undefined, addressed: ServiceState): { backendRef?: BackendRef, backend?: ServiceState } {
+  const backendRef = match === undefined || match.rule.backendRefs.length === 0
+    ? { group: '', kind: 'Service', name: addressed.name, namespace: addressed.namespace, weight: 1 }
+    : chooseBackend(match.rule.backendRefs)
+  if (backendRef === undefined) return {}
+  return { backendRef, backend: registry.service(`${backendRef.namespace ?? routeNamespace(match) ?? addressed.namespace}/${backendRef.name}`) }
 }
 
 /** 'HTTPRoute/ns/name' → 'ns': a backendRef without namespace is in its route's. */

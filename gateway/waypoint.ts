@@ -27,6 +27,7 @@ import { trackState } from '../proxy/state-metrics.js'
 import { startAdmin, DEFAULT_ADMIN_PORTS, type AdminPorts, type AdminServers } from '../proxy/admin.js'
 import { HTTP_LIMITS, HttpIngress, type HttpLimits, type TunnelContext } from './http-ingress.js'
 import { RequestPipeline } from './pipeline.js'
+import { passUpgrade } from './upgrade.js'
 import { ServiceRuntimes } from './service-runtime.js'
 import { WaypointMetrics } from './metrics.js'
 import { Http2Sessions, TunnelAgent, type TunnelOpener } from './upstream.js'
@@ -69,6 +70,7 @@ export class Waypoint {
   private readonly h2: Http2Sessions
   private readonly agent: TunnelAgent
   private readonly pipeline: RequestPipeline
+  private readonly runtimes: ServiceRuntimes
   private boundPorts: WaypointPorts = { ...DEFAULT_ADMIN_PORTS, hbone: 15008 }
 
   private constructor (
@@ -80,14 +82,18 @@ export class Waypoint {
     const open: TunnelOpener = (ip, port) => this.openTunnel(ip, port)
     this.h2 = new Http2Sessions(open)
     this.agent = new TunnelAgent(open)
+    this.runtimes = new ServiceRuntimes({
+      waypoint: { namespace: options.namespace, name: options.name },
+      ...(options.redis !== undefined && { redis: options.redis }),
+      onRateLimitFailOpen: (service) => this.metrics.rateLimitFailOpen.inc({ destination_service: service })
+    })
     this.ingress = new HttpIngress((req, res) => this.handlers.http1?.(req, res), (req, res) => this.handlers.http2?.(req, res), { ...HTTP_LIMITS, ...options.httpLimits })
+    this.ingress.http1.on('upgrade', (request: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+      void passUpgrade({ registry: () => this.current, runtimes: this.runtimes, ingress: this.ingress, open }, request, socket, head)
+    })
     this.pipeline = new RequestPipeline({
       registry: () => this.current,
-      runtimes: new ServiceRuntimes({
-        waypoint: { namespace: options.namespace, name: options.name },
-        ...(options.redis !== undefined && { redis: options.redis }),
-        onRateLimitFailOpen: (service) => this.metrics.rateLimitFailOpen.inc({ destination_service: service })
-      }),
+      runtimes: this.runtimes,
       ingress: this.ingress,
       h2: this.h2,
       agent: this.agent,

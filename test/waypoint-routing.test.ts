@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url'
 import { startWaypointMesh, type EchoBody, type MeshResponse } from './helpers/waypoint-mesh.js'
 import { sumOf } from './helpers/prometheus.js'
 import { waitFor } from './helpers/wait.js'
+import { socks5Connect } from './helpers/socks5-client.js'
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/waypoint-a/routing', import.meta.url))
 const mesh = await startWaypointMesh(t, FIXTURE)
@@ -227,4 +228,29 @@ t.test('RequestMirror: the mirror backend gets a copy, the client only the prima
   const copy = mesh.backend('echo-v2').received.find((r) => r.path === '/mirrored/1')!
   t.match(copy.headers.host, /-shadow$/, 'the copy is marked as a shadow request, as Envoy does')
   t.equal(mesh.backend('echo-v1').received.filter((r) => r.path === '/mirrored/1').length, 1)
+})
+
+t.test('an HTTP/1.1 Upgrade (WebSocket style) passes through the waypoint untouched', async (t) => {
+  for (const pod of ['echo-v1', 'echo-v2']) {
+    mesh.backend(pod).upgradeHandler = (request, socket) => {
+      socket.write(`HTTP/1.1 101 Switching Protocols\r\nupgrade: ${request.headers.upgrade ?? ''}\r\nconnection: Upgrade\r\nx-pod: ${pod}\r\n\r\n`)
+      socket.pipe(socket)
+    }
+  }
+  t.teardown(() => { for (const pod of ['echo-v1', 'echo-v2']) mesh.backend(pod).upgradeHandler = (_r, s) => s.destroy() })
+  const node = mesh.state.nodes[mesh.state.workloads['shop/client']!.node]!
+  const { socket, reply } = await socks5Connect({ proxy: { host: node.address, port: 15080 }, localAddress: mesh.state.workloads['shop/client']!.ip, host: 'echo.shop.svc.cluster.local', port: 80 })
+  t.teardown(() => socket.destroy())
+  t.equal(reply, 0, 'the mesh accepted the connection')
+  socket.resume()
+  let received = ''
+  socket.on('data', (chunk: Buffer) => { received += chunk.toString('latin1') })
+  socket.write('GET /chat HTTP/1.1\r\nhost: echo.shop.svc.cluster.local\r\nconnection: Upgrade\r\nupgrade: websocket\r\n\r\n')
+  await waitFor('the 101 answer', () => received.includes('\r\n\r\n'), 5000)
+  t.match(received, /^HTTP\/1\.1 101 Switching Protocols/)
+  t.match(received, /upgrade: websocket/i)
+  const afterHandshake = received.length
+  socket.write('ping over the upgraded connection')
+  await waitFor('the echo', () => received.slice(afterHandshake).includes('ping over the upgraded connection'), 5000)
+  t.pass('bytes flow both ways after the upgrade')
 })

@@ -86,11 +86,14 @@ export function slow (ms: number, then: BackendHandler = echo): BackendHandler {
 export class Backend {
   /** Every request received since the last reset(), oldest first. */
   readonly received: ReceivedRequest[] = []
+  /** What an HTTP/1.1 Upgrade request gets (default: the connection is closed). */
+  upgradeHandler: (request: http.IncomingMessage, socket: Duplex, head: Buffer) => void = (_request, socket) => socket.destroy()
   handler: BackendHandler = echo
   private readonly server: http.Server
 
   constructor (readonly pod: string, readonly ip: string) {
     this.server = http.createServer((req, res) => { void this.serve(req, res) })
+    this.server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => this.upgradeHandler(req, socket, head))
     // The waypoint keeps connections to backends; a short idle timeout would race with reuse.
     this.server.keepAliveTimeout = 60_000
   }
