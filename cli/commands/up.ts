@@ -1,7 +1,7 @@
 import type { Command } from '../command.js'
 import { FILE_FLAG, HELP_FLAG, LOG_LEVEL_FLAG, STORE_FLAG, booleanFlag, listFlag, stringFlag } from '../command.js'
 import { CONTROL_PLANE_FLAGS, controlPlaneOptions } from './control-flags.js'
-import { createLogger } from '../log.js'
+import { createAccessLogger, createLogger } from '../log.js'
 import { untilSignal } from '../lifecycle.js'
 import { openStore } from '../../control/open-store.js'
 import { ControlPlane } from '../../control/control-plane.js'
@@ -9,15 +9,17 @@ import { ConfigError } from '../../policy/errors.js'
 import { CaClient } from '../../policy/ca-client.js'
 import { Ztunnel } from '../../ztunnel/ztunnel.js'
 import { Waypoint } from '../../gateway/waypoint.js'
+import { startDemo } from '../../examples/demo.js'
 
 export const upCommand: Command = {
   name: 'up',
   summary: 'run a whole mesh in one process: controller, CA and one ztunnel per Node',
-  usage: 'ambit up -f PATH [-f PATH]... [--store URL]',
+  usage: 'ambit up -f PATH [-f PATH]... [--store URL] [--demo]',
   flags: {
     file: FILE_FLAG,
     store: STORE_FLAG,
     ...CONTROL_PLANE_FLAGS,
+    demo: { type: 'boolean', description: 'also run the sample shop\'s apps and load through the mesh, with a live summary every 2 s' },
     'access-log': { type: 'boolean', description: 'write the waypoints\' JSON access log lines to stdout' },
     'log-level': LOG_LEVEL_FLAG,
     help: HELP_FLAG
@@ -43,7 +45,7 @@ export const upCommand: Command = {
         listenAddress: instance.ip,
         certificateSource: (trustBundle) => new CaClient({ url: plane.caServer.url, token: plane.nodeTokens.tokenFor(instance.node), trustBundle }),
         logger,
-        ...(booleanFlag(args, 'access-log') && { accessLog: createLogger('info', 'access', 1) })
+        ...(booleanFlag(args, 'access-log') && { accessLog: createAccessLogger() })
       }))))
       console.log(`ambit up: ${ztunnels.length} nodes, ${Object.keys(state.workloads).length} workloads, ` +
         `${Object.keys(state.services).length} services on ${store.description}; CA at ${plane.caServer.url}`)
@@ -53,8 +55,10 @@ export const upCommand: Command = {
       for (const node of Object.values(state.nodes)) {
         console.log(`  node ${node.name}: ztunnel on ${node.address} (SOCKS5 ${node.address}:15080, metrics http://${node.address}:15020/metrics)`)
       }
+      const demo = booleanFlag(args, 'demo') ? await startDemo(state, ztunnels) : undefined
       console.log('Ctrl-C to stop')
       await untilSignal()
+      await demo?.stop()
       await Promise.all([...ztunnels, ...waypoints].map((z) => z.stop()))
       await plane.stop()
       return 0

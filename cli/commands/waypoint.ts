@@ -1,7 +1,7 @@
 import { Redis } from 'ioredis'
 import type { Command, FlagSpec } from '../command.js'
 import { HELP_FLAG, booleanFlag, requiredFlag, stringFlag } from '../command.js'
-import { createLogger } from '../log.js'
+import { createAccessLogger } from '../log.js'
 import { untilSignal } from '../lifecycle.js'
 import { openProxyInputs, proxyFlags } from './proxy-inputs.js'
 import { Waypoint } from '../../gateway/waypoint.js'
@@ -32,7 +32,7 @@ export const waypointCommand: Command = {
       const waypoint = await Waypoint.start({
         name, namespace, store, logger, ...(redis !== undefined && { redis }),
         certificateSource,
-        ...(!booleanFlag(args, 'no-access-log') && { accessLog: createLogger('info', 'access', 1) }),
+        ...(!booleanFlag(args, 'no-access-log') && { accessLog: createAccessLogger() }),
         drainMs,
         ...(listenAddress !== undefined && { listenAddress })
       })
