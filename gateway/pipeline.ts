@@ -9,7 +9,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import { Transform, type Readable } from 'node:stream'
 import type { Logger } from 'pino'
 import type { MeshRegistry } from '../policy/registry.js'
-import type { EndpointState, ServiceState, WorkloadState } from '../policy/state.js'
+import type { EndpointState, MeshState, ServiceState, WorkloadState } from '../policy/state.js'
 import type { BackendRef, HTTPRouteFilter } from '../policy/resources.js'
 import type { HttpIngress, TunnelContext } from './http-ingress.js'
 import type { ServiceRuntimes, BackendRuntime } from './service-runtime.js'
@@ -193,6 +193,7 @@ export class RequestPipeline {
   ): void {
     const policy: RetryPolicy = match === undefined ? rulePolicy({ matches: [], filters: [], backendRefs: [] }) : rulePolicy(match.rule)
     const host = endpoint.ip.includes(':') ? `[${endpoint.ip}]` : endpoint.ip
+    const nonIdempotentAllowed = retriesNonIdempotent(this.deps.registry().state, match)
     const body = x.request.body as Readable | undefined
     // reply-from refuses a stream given as `body` ("not supported yet") but streams request.body.
     if (body !== undefined) x.request.body = countBytes(body, (n) => { x.requestBytes += n })
@@ -203,7 +204,10 @@ export class RequestPipeline {
       retryDelay: ({ err, res, attempt }) => {
         const status = res?.statusCode
         const error = err === undefined || err === null ? undefined : tryErrorOf(err as NodeJS.ErrnoException)
-        const decision = shouldRetry({ attempt: attempt + 1, method: x.request.method, policy, now: Date.now(), ...(deadline !== undefined && { deadline }), ...(status !== undefined && { status }), ...(error !== undefined && { error }) })
+        const decision = shouldRetry({
+          attempt: attempt + 1, method: x.request.method, policy, now: Date.now(), nonIdempotentAllowed,
+          ...(deadline !== undefined && { deadline }), ...(status !== undefined && { status }), ...(error !== undefined && { error })
+        })
         // No retry: onResponse / onError report the final outcome. A body is streamed, not
         // buffered: once a try consumed it there is nothing left to send again.
         if (!decision.retry || body !== undefined) return null
@@ -359,6 +363,19 @@ function http1Headers (headers: HeaderRecord): HeaderRecord {
   for (const [name, value] of Object.entries(headers)) if (!name.startsWith(':')) out[name] = value
   out.host ??= headers[':authority']
   return out
+}
+
+/**
+ * Gateway API retries have no field for it (GEP-1731), so an HTTPRoute opts in to retrying
+ * non-idempotent methods (POST, PATCH...) with this annotation. Requests with a body are still
+ * never retried: their body is streamed, not kept.
+ */
+export const RETRY_NON_IDEMPOTENT_ANNOTATION = 'ambit.dev/retry-non-idempotent'
+
+function retriesNonIdempotent (state: MeshState, match: RouteMatch | undefined): boolean {
+  if (match?.kind !== 'HTTPRoute') return false
+  const key = match.route.slice(match.route.indexOf('/') + 1)
+  return state.httpRoutes[key]?.metadata.annotations[RETRY_NON_IDEMPOTENT_ANNOTATION] === 'true'
 }
 
 function hasBody (request: FastifyRequest): boolean {

@@ -5,6 +5,7 @@
  * set up by applying an HTTPRoute or a TrafficPolicy as a user would.
  */
 import t, { type Test } from 'tap'
+import { RETRY_NON_IDEMPOTENT_ANNOTATION } from '../gateway/pipeline.js'
 import { fileURLToPath } from 'node:url'
 import { always, failEveryOther, slow, startWaypointMesh, type EchoBody, type MeshResponse } from './helpers/waypoint-mesh.js'
 import { sumOf } from './helpers/prometheus.js'
@@ -76,6 +77,22 @@ t.test('retries', async (t) => {
     t.same(statuses(responses), { 200: 5, 503: 5 }, 'the failing half reaches the client')
     t.equal(backend.received.length, 10, 'one try per POST')
     t.same(backend.received.map((r) => r.body), Array.from({ length: 10 }, (_, i) => `order ${i}`), 'every body arrived whole')
+  })
+
+  t.test('a bodyless POST is retried only when the route opts in', async (t) => {
+    backend.reset()
+    backend.handler = failEveryOther(503)
+    const plain = await mesh.client.many(4, 1, (i) => ({ path: `/pay/${i}`, method: 'POST' }))
+    t.same(statuses(plain), { 200: 2, 503: 2 }, 'not retried by default')
+    await mesh.apply(JSON.stringify({
+      apiVersion: 'gateway.networking.k8s.io/v1', kind: 'HTTPRoute',
+      metadata: { name: 'retry', namespace: 'shop', annotations: { [RETRY_NON_IDEMPOTENT_ANNOTATION]: 'true' } },
+      spec: { parentRefs: [{ group: '', kind: 'Service', name: 'echo', port: 80 }], rules: [{ backendRefs: [{ name: 'echo-v1', port: 80 }], retry: { attempts: 2, codes: [503], backoff: '1ms' } }] }
+    }))
+    backend.reset()
+    backend.handler = failEveryOther(503)
+    const optedIn = await mesh.client.many(4, 1, (i) => ({ path: `/pay/${i}`, method: 'POST' }))
+    t.same(statuses(optedIn), { 200: 4 }, `retried with ${RETRY_NON_IDEMPOTENT_ANNOTATION}: "true"`)
   })
 
   t.test('retries stop after `attempts`', async (t) => {
