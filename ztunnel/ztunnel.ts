@@ -107,6 +107,9 @@ export class Ztunnel {
 
   get registry (): MeshRegistry { return this.current }
 
+  /** Its TCP metrics, for in-process readers (the `ambit up --demo` summary). */
+  get metrics (): ZtunnelMetrics { return this.context.metrics }
+
   /** undefined when ready to serve; else why not. */
   notReadyReason (): string | undefined {
     if (this.draining) return 'draining'
