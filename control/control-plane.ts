@@ -108,15 +108,24 @@ export class ControlPlane {
     await this.statusServer?.close()
   }
 
+  /** What writeCredentials last wrote, so a state commit rewrites only what changed. */
+  private readonly written = { bundle: '', nodes: new Set<string>() }
+
   /** ca-root.pem and NODE.token per node, for `ambit ztunnel --token-file` in another process. */
   private async writeCredentials (dir: string): Promise<void> {
     try {
       await mkdir(dir, { recursive: true, mode: 0o700 })
-      await writeFile(join(dir, 'ca-root.pem'), (this.controller.state?.mesh.trustBundle ?? this.ca.trustBundle).join(''))
+      const bundle = (this.controller.state?.mesh.trustBundle ?? this.ca.trustBundle).join('')
+      if (bundle !== this.written.bundle) {
+        await writeFile(join(dir, 'ca-root.pem'), bundle)
+        this.written.bundle = bundle
+      }
       for (const node of Object.keys(this.controller.state?.nodes ?? {})) {
+        if (this.written.nodes.has(node)) continue
         const file = join(dir, `${node}.token`)
         await writeFile(file, this.nodeTokens.tokenFor(node), { mode: 0o600 })
         await chmod(file, 0o600)
+        this.written.nodes.add(node)
       }
     } catch (err) {
       this.options.logger.error({ dir, err: (err as Error).message }, 'cannot write node credentials')

@@ -13,7 +13,7 @@ import type { EndpointState, MeshState, ServiceState, WorkloadState } from '../p
 import type { BackendRef, HTTPRouteFilter } from '../policy/resources.js'
 import type { HttpIngress, TunnelContext } from './http-ingress.js'
 import type { ServiceRuntimes, BackendRuntime } from './service-runtime.js'
-import type { RouteMatch } from '../policy/route-match.js'
+import { routeResource, type RouteMatch } from '../policy/route-match.js'
 import { applyRequestFilters, applyResponseFilters, type HeaderRecord } from './filters.js'
 import { chooseBackend } from './backends.js'
 import { decideFault } from './faults.js'
@@ -374,8 +374,7 @@ export const RETRY_NON_IDEMPOTENT_ANNOTATION = 'ambit.dev/retry-non-idempotent'
 
 function retriesNonIdempotent (state: MeshState, match: RouteMatch | undefined): boolean {
   if (match?.kind !== 'HTTPRoute') return false
-  const key = match.route.slice(match.route.indexOf('/') + 1)
-  return state.httpRoutes[key]?.metadata.annotations[RETRY_NON_IDEMPOTENT_ANNOTATION] === 'true'
+  return routeResource(state, match.route)?.metadata.annotations[RETRY_NON_IDEMPOTENT_ANNOTATION] === 'true'
 }
 
 function hasBody (request: FastifyRequest): boolean {

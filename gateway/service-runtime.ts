@@ -8,7 +8,7 @@ import type { Redis, Cluster } from 'ioredis'
 import type { MeshState, ServiceState } from '../policy/state.js'
 import type { TrafficPolicySpec } from '../policy/resources.js'
 import { compilePolicy, type CompiledPolicy } from '../policy/authz.js'
-import { compileRoutes, routesForPort, type RouteTable } from '../policy/route-match.js'
+import { attachedRoutes, compileRoutes, type RouteTable } from '../policy/route-match.js'
 import { createLoadBalancer, type LoadBalancer } from './load-balancer.js'
 import { CircuitBreaker } from './circuit-breaker.js'
 import { OutlierDetector } from './outlier.js'
@@ -51,7 +51,7 @@ export class ServiceRuntimes {
   /** The addressed Service on one of its ports (a route's parentRef may name a port). */
   frontend (state: MeshState, service: ServiceState, port: number): FrontendRuntime {
     const inputs = (): FrontendInputs => ({
-      routes: routesForPort(service.routes.map((ref) => routeResource(state, ref)).filter((r) => r !== undefined), service, port),
+      routes: attachedRoutes(state, service, port),
       policies: [...service.policies, ...this.gatewayPolicies(state)]
         .map((key) => state.authorizationPolicies[key]).filter((p) => p !== undefined)
     })
@@ -115,9 +115,3 @@ interface FrontendInputs {
   readonly policies: MeshState['authorizationPolicies'][string][]
 }
 
-function routeResource (state: MeshState, ref: string): MeshState['httpRoutes'][string] | MeshState['grpcRoutes'][string] | undefined {
-  const slash = ref.indexOf('/')
-  const kind = ref.slice(0, slash)
-  const key = ref.slice(slash + 1)
-  return kind === 'GRPCRoute' ? state.grpcRoutes[key] : state.httpRoutes[key]
-}

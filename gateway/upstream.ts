@@ -67,9 +67,16 @@ export class Http2Sessions {
     const key = `${ip}:${port}`
     let session = this.sessions.get(key)
     if (session === undefined) {
-      session = this.connect(ip, port, key)
-      this.sessions.set(key, session)
-      session.catch(() => this.sessions.delete(key))
+      const opening = this.connect(ip, port)
+      // Only this session's own end forgets it: a newer session under the same key stays.
+      const forget = (): void => { if (this.sessions.get(key) === opening) this.sessions.delete(key) }
+      opening.then((s) => {
+        s.on('close', forget)
+        s.on('goaway', forget)
+        s.on('error', forget)
+      }, forget)
+      this.sessions.set(key, opening)
+      session = opening
     }
     return session
   }
@@ -79,13 +86,8 @@ export class Http2Sessions {
     this.sessions.clear()
   }
 
-  private async connect (ip: string, port: number, key: string): Promise<http2.ClientHttp2Session> {
+  private async connect (ip: string, port: number): Promise<http2.ClientHttp2Session> {
     const tunnel = await this.open(ip, port)
-    const session = http2.connect(`http://${ip.includes(':') ? `[${ip}]` : ip}:${port}`, { createConnection: () => tunnel })
-    const forget = (): void => { if (this.sessions.get(key) !== undefined) this.sessions.delete(key) }
-    session.on('close', forget)
-    session.on('goaway', forget)
-    session.on('error', forget)
-    return session
+    return http2.connect(`http://${ip.includes(':') ? `[${ip}]` : ip}:${port}`, { createConnection: () => tunnel })
   }
 }

@@ -7,7 +7,7 @@
 import type { MeshRegistry } from './registry.js'
 import type { EndpointState, ServicePortState, ServiceState, WaypointState, WorkloadState } from './state.js'
 import { compilePolicy, evaluatePolicies, type Decision, type HttpAttributes } from './authz.js'
-import { compileRoutes, routesForPort } from './route-match.js'
+import { attachedRoutes, compileRoutes } from './route-match.js'
 import type { MtlsMode } from './resources.js'
 import { parseSpiffeId, principalOf } from './identity.js'
 import { NotFoundError } from './errors.js'
@@ -113,14 +113,7 @@ function waypointVerdict (registry: MeshRegistry, source: WorkloadState, service
 }
 
 function routing (registry: MeshRegistry, service: ServiceState, port: number, query: ExplainQuery): RouteVerdict {
-  const resources = service.routes
-    .map((ref) => {
-      const [kind, ...rest] = ref.split('/')
-      const key = rest.join('/')
-      return kind === 'GRPCRoute' ? registry.state.grpcRoutes[key] : registry.state.httpRoutes[key]
-    })
-    .filter((r) => r !== undefined)
-  const attached = routesForPort(resources, service, port)
+  const attached = attachedRoutes(registry.state, service, port)
   const names = attached.map((r) => `${r.kind}/${r.metadata.namespace}/${r.metadata.name}`)
   if (attached.length === 0 || query.http === undefined) return { attached: names, noMatch: false }
   const match = compileRoutes(attached).match({ method: query.http.method, path: query.http.path, headers: {}, host: service.hostnames[0] ?? '' })

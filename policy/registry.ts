@@ -23,6 +23,7 @@ export class MeshRegistry {
   private readonly workloadsByNode = new Map<string, WorkloadState[]>()
   private readonly compiled = new Map<string, CompiledPolicy>()
   private readonly policyLists = new Map<string, CompiledPolicy[]>()
+  private readonly servingServices = new Map<string, ServiceState | null>()
 
   constructor (readonly state: MeshState, readonly revision = 0) {
     for (const w of Object.values(state.workloads)) {
@@ -60,6 +61,21 @@ export class MeshRegistry {
     const name = host.toLowerCase().replace(/\.$/, '')
     return this.servicesByHost.get(name) ??
       (fromNamespace !== undefined && !name.includes('.') ? this.servicesByHost.get(`${name}.${fromNamespace}`) : undefined)
+  }
+
+  /**
+   * The Service a connection to workload:targetPort most likely addressed (one whose endpoint
+   * is that workload on that port), remembered per registry: inbound asks on every connection.
+   */
+  serviceServing (workload: WorkloadState, targetPort: number): ServiceState | undefined {
+    const key = `${workload.key}:${targetPort}`
+    let found = this.servingServices.get(key)
+    if (found === undefined) {
+      found = workload.services.map((s) => this.state.services[s])
+        .find((s) => s?.endpoints.some((e) => e.workload === workload.key && Object.values(e.ports).includes(targetPort))) ?? null
+      this.servingServices.set(key, found)
+    }
+    return found ?? undefined
   }
 
   service (key: string): ServiceState | undefined {

@@ -31,6 +31,7 @@ import {
   resourceKey, type GRPCRouteMatch, type GRPCRouteResource, type GRPCRouteRule, type HTTPHeaderMatch,
   type HTTPPathMatch, type HTTPRouteMatch, type HTTPRouteResource, type HTTPRouteRule, type StringMatchType
 } from './resources.js'
+import type { MeshState, ServiceState } from './state.js'
 
 /** Node's header shape: lower-case names, repeated headers as arrays. */
 export type HeaderMap = Readonly<Record<string, string | readonly string[] | undefined>>
@@ -62,6 +63,18 @@ export function routesForPort<R extends AttachedRoute> (
     ref.kind === 'Service' && ref.group === '' && ref.name === service.name &&
     (ref.namespace ?? route.metadata.namespace) === service.namespace &&
     (ref.port === undefined || ref.port === port)))
+}
+
+/** A route by the 'HTTPRoute/ns/name' / 'GRPCRoute/ns/name' key ServiceState.routes and RouteMatch.route hold. */
+export function routeResource (state: MeshState, ref: string): AttachedRoute | undefined {
+  const slash = ref.indexOf('/')
+  const key = ref.slice(slash + 1)
+  return ref.slice(0, slash) === 'GRPCRoute' ? state.grpcRoutes[key] : state.httpRoutes[key]
+}
+
+/** The routes attached to one port of a Service. */
+export function attachedRoutes (state: MeshState, service: ServiceState, port: number): AttachedRoute[] {
+  return routesForPort(service.routes.map((ref) => routeResource(state, ref)).filter((r) => r !== undefined), service, port)
 }
 
 export function compileRoutes (routes: readonly AttachedRoute[]): RouteTable {

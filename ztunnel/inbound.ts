@@ -6,7 +6,7 @@
  */
 import type net from 'node:net'
 import type { HboneRequest } from '../proxy/hbone-server.js'
-import type { ServiceState, WaypointState, WorkloadState } from '../policy/state.js'
+import type { ServiceState, WorkloadState } from '../policy/state.js'
 import type { MeshRegistry } from '../policy/registry.js'
 import { parseSpiffeId, principalOf } from '../policy/identity.js'
 import { ResponseFlags, type ResponseFlag } from './metrics.js'
@@ -37,7 +37,8 @@ export class Inbound {
     if (destination === undefined || destination.node !== this.context.node) {
       return this.refuse(404, ResponseFlags.noRoute, `no workload ${attempt.destination.ip} on node ${this.context.node}`, base)
     }
-    const parts: LabelParts = { ...base, destination, ...optionalService(serviceOf(registry.state.services, destination, attempt.destination.port)) }
+    const service = registry.serviceServing(destination, attempt.destination.port)
+    const parts: LabelParts = { ...base, destination, ...(service !== undefined && { service }) }
     if (!mtls && registry.mtlsMode(destination, attempt.destination.port) === 'STRICT') {
       return this.refuse(403, ResponseFlags.mtlsRequired, `${destination.key} requires mutual TLS (PeerAuthentication STRICT)`, parts)
     }
@@ -49,7 +50,7 @@ export class Inbound {
         return this.refuse(401, ResponseFlags.peerIdentityMismatch, `peer identity ${attempt.peerSpiffeId} is not a workload identity`, parts)
       }
     }
-    const waypoint = requiredWaypoint(registry, destination, attempt.destination.port)
+    const waypoint = requiredWaypoint(registry, service)
     if (waypoint !== undefined && attempt.peerSpiffeId !== waypoint.spiffeId) {
       return this.refuse(403, ResponseFlags.denied, `${destination.key}:${attempt.destination.port} is served through waypoint ${waypoint.key}; traffic must come from it`, parts)
     }
@@ -118,28 +119,14 @@ export class Inbound {
 }
 
 /**
- * The waypoint a connection to workload:port must come from: that of a Service which sends
- * this port's traffic through one. Its L7 policy would be skipped otherwise.
+ * The waypoint a connection must come from when it addresses a Service that sends its traffic
+ * through one (its L7 policy would be skipped otherwise). A waypoint that does not exist still
+ * fails closed: its identity is '', which no peer has.
  */
-function requiredWaypoint (registry: MeshRegistry, workload: WorkloadState, targetPort: number): WaypointState | undefined {
-  const service = serviceOf(registry.state.services, workload, targetPort)
+function requiredWaypoint (registry: MeshRegistry, service: ServiceState | undefined): { key: string, spiffeId: string } | undefined {
   if (service?.waypoint === undefined) return undefined
-  return registry.waypoint(service.waypoint.namespace, service.waypoint.name) ??
-    // A missing waypoint still fails closed: nobody's identity matches.
-    { key: `${service.waypoint.namespace}/${service.waypoint.name}`, name: service.waypoint.name, namespace: service.waypoint.namespace, spiffeId: '', instances: [] }
-}
-
-/** The Service a connection to workload:port most likely addressed (for destination_service). */
-export function serviceOf (services: Readonly<Record<string, ServiceState>>, workload: WorkloadState, targetPort: number): ServiceState | undefined {
-  for (const key of workload.services) {
-    const service = services[key]
-    if (service?.endpoints.some((e) => e.workload === workload.key && Object.values(e.ports).includes(targetPort)) === true) return service
-  }
-  return undefined
-}
-
-function optionalService (service: ServiceState | undefined): { service?: ServiceState } {
-  return service === undefined ? {} : { service }
+  const { namespace, name } = service.waypoint
+  return { key: `${namespace}/${name}`, spiffeId: registry.waypoint(namespace, name)?.spiffeId ?? '' }
 }
 
 /** '::ffff:10.0.0.1' → '10.0.0.1' (a dual-stack listener reports IPv4 peers that way). */

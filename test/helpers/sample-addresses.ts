@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Teardown } from './redis.js'
+import { isRunning } from './netns.js'
 
 const LOCK = join(tmpdir(), 'ambit-test-127.0.0.2-3.lock')
 export const SAMPLE_NODE_ADDRESSES = ['127.0.0.2', '127.0.0.3'] as const
@@ -52,17 +53,9 @@ async function removeIfStale (): Promise<void> {
   try {
     const { readFile } = await import('node:fs/promises')
     const holder = Number(await readFile(LOCK, 'utf8'))
-    if (Number.isInteger(holder) && holder > 0 && !isAlive(holder)) await unlink(LOCK)
+    if (Number.isInteger(holder) && holder > 0 && !isRunning(holder)) await unlink(LOCK)
   } catch {
     // Gone already, or being written: the next attempt will tell.
   }
 }
 
-function isAlive (pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
-  }
-}
