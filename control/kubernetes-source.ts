@@ -154,6 +154,8 @@ class KindWatch {
   private failuresInARow = 0
   private timer: NodeJS.Timeout | undefined
   private stopped = false
+  /** The list in flight, if any: stopping waits for it. */
+  private listing: Promise<unknown> | undefined
 
   constructor (
     private readonly kind: ResourceKind,
@@ -163,7 +165,7 @@ class KindWatch {
   ) {
     this.logger = options.logger.child({ kind })
     this.synced = new Promise((resolve) => { this.markSynced = resolve })
-    this.informer = makeInformer(options.kubeConfig, collectionPath(KUBERNETES_KINDS[kind]), () => listAll(clients, kind))
+    this.informer = makeInformer(options.kubeConfig, collectionPath(KUBERNETES_KINDS[kind]), () => this.list(clients))
     this.informer.on(ADD, this.guarded(handlers.upsert))
     this.informer.on(UPDATE, this.guarded(handlers.upsert))
     this.informer.on(DELETE, this.guarded(handlers.remove))
@@ -174,10 +176,25 @@ class KindWatch {
     void this.run()
   }
 
+  /**
+   * client-node's stop() aborts only a watch already open. The informer relists by itself (after
+   * a 410), and a list in flight when we stop would be followed by a new watch that keeps the
+   * process alive: so a list that ends after stop() fails instead, and stop() waits for it.
+   */
   async stop (): Promise<void> {
     this.stopped = true
     clearTimeout(this.timer)
     await this.informer.stop()
+    await this.listing?.catch(() => {})
+    await this.informer.stop()
+  }
+
+  private async list (clients: KubernetesClients): ReturnType<typeof listAll> {
+    const listing = listAll(clients, this.kind)
+    this.listing = listing
+    const list = await listing
+    if (this.stopped) throw new Error(`stopped while listing ${this.kind}`)
+    return list
   }
 
   /** Lists (unless the informer holds a resourceVersion to watch from) and watches; a failure calls failed(). */

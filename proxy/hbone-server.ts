@@ -116,6 +116,9 @@ export interface HboneServerOptions {
   readonly limits?: Partial<HboneServerLimits>
 }
 
+/** How long a stopping proxy lets open connections finish, unless told otherwise. */
+export const DEFAULT_DRAIN_MS = 10_000
+
 export interface HboneServer {
   readonly port: number
   /** The underlying server, for observation (e.g. counting 'secureConnection'). */

@@ -16,6 +16,8 @@ have haproxy || need+=(haproxy)
 have stunnel4 || have stunnel || need+=(stunnel4)
 have nginx || need+=(nginx-light)
 have promtool || need+=(prometheus)
+# The dashboard test drives Debian's Chromium headless (through playwright-core, no bundled browser).
+have chromium || need+=(chromium fonts-liberation)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then echo "install.sh: missing ${need[*]}; run as root to install them" >&2; exit 1; fi
   echo "installing Debian packages: ${need[*]}"

@@ -201,6 +201,20 @@ t.test('watching the cluster: labels, pods, moves, EndpointSlices, dropped watch
   t.equal(await cluster.process.stop(), 0, 'SIGTERM stops the watches and the controller cleanly')
 })
 
+t.test('SIGTERM while lists are in flight: the controller stops promptly, no watch opened after it', async (t) => {
+  const cluster = await startController(t)
+  const { api } = cluster
+  api.listDelayMs = 1000
+  // Every informer relists, and each list now takes a second: stop while they are on the wire.
+  api.expireResourceVersions()
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  const started = Date.now()
+  t.equal(await cluster.process.stop(), 0, 'exit code 0')
+  const tookMs = Date.now() - started
+  t.ok(tookMs < 4000, `stopped in ${tookMs} ms: no informer was left watching (that would hold the process until the exit-anyway grace)`)
+  t.notMatch(cluster.process.output(), /exiting anyway/, 'nothing outlived the stop')
+})
+
 t.test('the CA authenticates ztunnels with TokenReview and issues only for their own node', async (t) => {
   // Without the Istio security CRDs: those kinds read as empty, and everything else works.
   const cluster = await startController(t, [namespace('shop', AMBIENT)], ['authorizationpolicies', 'peerauthentications'])

@@ -16,7 +16,7 @@ import { ConfigError } from '../policy/errors.js'
 import { WorkloadCertificates, type CertificateSource } from '../proxy/certificates.js'
 import { ResponseFlags, ZtunnelMetrics, type ResponseFlag } from './metrics.js'
 import { HbonePool } from '../proxy/pool.js'
-import { startHboneServer, type HboneServer, type HboneServerLimits, type TlsFailureReason } from '../proxy/hbone-server.js'
+import { DEFAULT_DRAIN_MS, startHboneServer, type HboneServer, type HboneServerLimits, type TlsFailureReason } from '../proxy/hbone-server.js'
 import { ConnectionTracker, tcpLabels, type ZtunnelContext } from './context.js'
 import { connectTcp } from '../proxy/connect.js'
 import { trackState } from '../proxy/state-metrics.js'
@@ -121,8 +121,8 @@ export class Ztunnel {
     this.draining = true
     for (const server of this.servers) server.close()
     await Promise.all([
-      this.hbone?.close(this.options.drainMs ?? 10_000),
-      this.context.connections.drain(this.options.drainMs ?? 10_000)
+      this.hbone?.close(this.options.drainMs ?? DEFAULT_DRAIN_MS),
+      this.context.connections.drain(this.options.drainMs ?? DEFAULT_DRAIN_MS)
     ])
     this.follower.stop()
     this.certificates.stop()

@@ -3,7 +3,7 @@ import type { Command, ParsedArgs } from '../command.js'
 import { FILE_FLAG, HELP_FLAG, LOG_LEVEL_FLAG, STORE_FLAG, listFlag, numberFlag, requiredFlag, stringFlag } from '../command.js'
 import { CONTROL_PLANE_FLAGS, controlPlaneOptions } from './control-flags.js'
 import { createLogger } from '../log.js'
-import { untilSignal } from '../lifecycle.js'
+import { serveUntilSignal } from '../lifecycle.js'
 import { openStore } from '../../control/open-store.js'
 import { ControlPlane, type ControlPlaneOptions } from '../../control/control-plane.js'
 import { STATUS_PORT } from '../../control/status-server.js'
@@ -23,7 +23,7 @@ export const controllerCommand: Command = {
     ...CONTROL_PLANE_FLAGS,
     'waypoint-image': { type: 'string', value: 'IMAGE', description: 'in a cluster, the image of the waypoint Deployments stamped per Gateway (default: the controller pod\'s own)' },
     'waypoint-template': { type: 'string', value: 'FILE', description: 'in a cluster, what to stamp per waypoint Gateway (default: the bundled k8s/waypoint-template.yaml)' },
-    'status-port': { type: 'string', value: 'PORT', default: '15014', description: 'serve /healthz/ready and /metrics on this port (0 picks a free one)' },
+    'status-port': { type: 'string', value: 'PORT', default: '15014', description: 'serve the dashboard, /healthz/ready and /metrics on this port (0 picks a free one)' },
     'status-address': { type: 'string', value: 'HOST', default: '127.0.0.1', description: 'address the status port listens on' },
     'ca-server-name': { type: 'string', multiple: true, value: 'NAME', description: 'another DNS name for the CA\'s serving certificate (repeatable; its Service\'s names in a cluster)' },
     'log-level': LOG_LEVEL_FLAG,
@@ -46,8 +46,7 @@ export const controllerCommand: Command = {
         `${Object.keys(state?.services ?? {}).length} services in ${store.description}; ` +
         // The CA's URL stays last: scripts and tests read it up to the end of the line.
         (plane.statusServer === undefined ? '' : `status at ${plane.statusServer.url}; `) + `CA at ${plane.caServer.url}`)
-      await untilSignal()
-      await plane.stop()
+      await serveUntilSignal(logger, () => plane.stop())
       return 0
     } finally {
       await store.close()

@@ -9,13 +9,14 @@ import type { Store } from '../../control/store.js'
 import { CaClient } from '../../policy/ca-client.js'
 import { ConfigError } from '../../policy/errors.js'
 import type { CertificateSource } from '../../proxy/certificates.js'
+import { DEFAULT_DRAIN_MS } from '../../proxy/hbone-server.js'
 
 export function proxyFlags (tokenHelp: string, drainHelp: string): Readonly<Record<string, FlagSpec>> {
   return {
     store: STORE_FLAG,
     ca: { type: 'string', value: 'URL', description: 'the CA signing service, e.g. https://ambit-controller:15012' },
     'token-file': { type: 'string', value: 'FILE', description: tokenHelp },
-    'drain-timeout': { type: 'string', value: 'SECONDS', default: '10', description: drainHelp },
+    'drain-timeout': { type: 'string', value: 'SECONDS', default: String(DEFAULT_DRAIN_MS / 1000), description: drainHelp },
     'log-level': LOG_LEVEL_FLAG
   }
 }
@@ -39,6 +40,6 @@ export async function openProxyInputs (args: ParsedArgs, role: 'ztunnel' | 'wayp
     store: await openStore(storeUrl, { logger }),
     logger,
     certificateSource: (trustBundle) => new CaClient({ url: caUrl, token, trustBundle }),
-    drainMs: (numberFlag(args, 'drain-timeout') ?? 10) * 1000
+    drainMs: (numberFlag(args, 'drain-timeout') ?? DEFAULT_DRAIN_MS / 1000) * 1000
   }
 }

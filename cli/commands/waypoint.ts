@@ -2,7 +2,7 @@ import { Redis } from 'ioredis'
 import type { Command, FlagSpec } from '../command.js'
 import { HELP_FLAG, booleanFlag, requiredFlag, stringFlag } from '../command.js'
 import { createAccessLogger } from '../log.js'
-import { untilSignal } from '../lifecycle.js'
+import { serveUntilSignal } from '../lifecycle.js'
 import { openProxyInputs, proxyFlags } from './proxy-inputs.js'
 import { Waypoint } from '../../gateway/waypoint.js'
 import { RATE_LIMIT_REDIS_OPTIONS } from '../../gateway/rate-limit.js'
@@ -37,8 +37,7 @@ export const waypointCommand: Command = {
         ...(listenAddress !== undefined && { listenAddress })
       })
       console.log(`ambit waypoint: ${namespace}/${name} serving HBONE on ${waypoint.ports.hbone}`)
-      await untilSignal()
-      await waypoint.stop()
+      await serveUntilSignal(logger, () => waypoint.stop(), drainMs)
       return 0
     } finally {
       redis?.disconnect()

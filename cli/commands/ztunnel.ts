@@ -1,6 +1,6 @@
 import type { Command, FlagSpec } from '../command.js'
 import { HELP_FLAG, booleanFlag, requiredFlag, stringFlag } from '../command.js'
-import { untilSignal } from '../lifecycle.js'
+import { serveUntilSignal } from '../lifecycle.js'
 import { openProxyInputs, proxyFlags } from './proxy-inputs.js'
 import { Ztunnel } from '../../ztunnel/ztunnel.js'
 
@@ -36,8 +36,7 @@ export const ztunnelCommand: Command = {
         ...(adminAddress !== undefined && { adminAddress })
       })
       console.log(`ambit ztunnel: node ${node} serving ${ztunnel.registry.workloadsOnNode(node).length} workloads; HBONE on ${ztunnel.ports.hbone}, SOCKS5 on ${ztunnel.ports.socks5}`)
-      await untilSignal()
-      await ztunnel.stop()
+      await serveUntilSignal(logger, () => ztunnel.stop(), drainMs)
       return 0
     } finally {
       await store.close()

@@ -28,8 +28,8 @@ export interface LongRunning {
   output (): string
   /** Resolves once stdout+stderr match `pattern`. */
   waitFor (pattern: RegExp, timeoutMs?: number): Promise<string>
-  /** Sends the signal and resolves with the exit code. */
-  stop (signal?: NodeJS.Signals): Promise<number | null>
+  /** Sends the signal and resolves with the exit code (null if it had to be killed after `timeoutMs`). */
+  stop (signal?: NodeJS.Signals, timeoutMs?: number): Promise<number | null>
 }
 
 /** Starts a long-running command (controller, up...); killed at teardown if still running. */
@@ -58,10 +58,13 @@ export function startCli (t: Teardown, args: readonly string[], env: NodeJS.Proc
       }
       return output
     },
-    async stop (signal = 'SIGTERM') {
+    async stop (signal = 'SIGTERM', timeoutMs = 20_000) {
       if (child.exitCode !== null) return child.exitCode
       child.kill(signal)
+      // A process that ignores the signal fails the test (exit code null) instead of hanging it.
+      const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs)
       const [code] = await exited
+      clearTimeout(timer)
       return code
     }
   }

@@ -128,6 +128,8 @@ export class KubeApi {
   /** Watches from a resourceVersion below this are answered 410 Gone. */
   private oldestRevision = 1
   private failures: { count: number, status: number } = { count: 0, status: 503 }
+  /** How long a list waits before it is answered (a slow API server). */
+  listDelayMs = 0
 
   private constructor (private readonly users: ReadonlyMap<string, ApiUser>) {}
 
@@ -297,6 +299,7 @@ export class KubeApi {
         this.calls.push({ ...call, status: this.watch(target, url.searchParams, res) })
         return
       }
+      if (verb === 'list' && this.listDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, this.listDelayMs))
       const [code, answer] = this.answer(verb, target, body, req.headers['content-type'] ?? '')
       this.calls.push({ ...call, status: code })
       send(res, code, answer)
