@@ -1,10 +1,14 @@
 /**
- * Forwards one HTTP/2 request (gRPC included) to an endpoint over its shared HTTP/2 session:
+ * One try of an HTTP/2 request (gRPC included) to an endpoint over its shared HTTP/2 session:
  * bodies stream both ways as they come (bidirectional gRPC streaming), response trailers
  * (grpc-status) are passed on, and the try is bounded by a timeout. reply-from cannot
  * reach several HTTP/2 origins, so this is the waypoint's own small HTTP/2 client path.
+ *
+ * Before anything of an answer goes to the client, `retry` is asked: when it takes the try back,
+ * the answer is dropped and the caller sends the request again (to another endpoint).
  */
 import http2 from 'node:http2'
+import type { Readable } from 'node:stream'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { Http2Sessions } from './upstream.js'
 import type { HeaderRecord } from './filters.js'
@@ -16,7 +20,11 @@ export interface Http2Target {
   readonly path: string
   readonly headers: HeaderRecord
   readonly timeoutMs: number
+  /** The request body: the client's stream on the first try, the replayed bytes on a retry. */
+  readonly body: Readable | Buffer
   rewriteResponseHeaders (headers: http2.IncomingHttpHeaders): HeaderRecord
+  /** Whether to take back a try that failed this way instead of answering the client with it. */
+  retry (outcome: { status?: number, error?: TryError }): boolean
 }
 
 export interface Http2Result {
@@ -24,8 +32,9 @@ export interface Http2Result {
   readonly error?: TryError
   readonly flag?: string
   readonly grpcStatus?: string
-  readonly requestBytes: number
   readonly responseBytes: number
+  /** The try was taken back: nothing was sent to the client, the caller retries. */
+  readonly retried?: boolean
 }
 
 /** Headers that belong to one hop (RFC 9113 §8.2.2) or are pseudo-headers we set ourselves. */
@@ -36,13 +45,13 @@ export async function forwardHttp2 (sessions: Http2Sessions, request: FastifyReq
   try {
     session = await sessions.get(target.ip, target.port)
   } catch {
+    if (target.retry({ error: 'connect-failure' })) return { error: 'connect-failure', responseBytes: 0, retried: true }
     void reply.code(503).send('upstream connect error\n')
-    return { error: 'connect-failure', flag: 'UF', requestBytes: 0, responseBytes: 0 }
+    return { error: 'connect-failure', flag: 'UF', responseBytes: 0 }
   }
   reply.hijack()
   const res = reply.raw as unknown as http2.Http2ServerResponse
   return await new Promise<Http2Result>((resolve) => {
-    let requestBytes = 0
     let responseBytes = 0
     let status: number | undefined
     let grpcStatus: string | undefined
@@ -50,7 +59,15 @@ export async function forwardHttp2 (sessions: Http2Sessions, request: FastifyReq
     const finish = (outcome: Partial<Http2Result>): void => {
       if (settled) return
       settled = true
-      resolve({ requestBytes, responseBytes, ...(status !== undefined && { status }), ...(grpcStatus !== undefined && { grpcStatus }), ...outcome })
+      res.stream.off('close', onClientGone)
+      resolve({ responseBytes, ...(status !== undefined && { status }), ...(grpcStatus !== undefined && { grpcStatus }), ...outcome })
+    }
+    /** Drops this try's answer if the caller retries; true when it did. */
+    const takenBack = (outcome: { status?: number, error?: TryError }): boolean => {
+      if (res.headersSent || !target.retry(outcome)) return false
+      upstream.close(http2.constants.NGHTTP2_CANCEL)
+      finish({ ...outcome, retried: true })
+      return true
     }
     const upstream = session.request({
       ...forwardable(target.headers),
@@ -60,12 +77,14 @@ export async function forwardHttp2 (sessions: Http2Sessions, request: FastifyReq
       ':scheme': 'http'
     })
     upstream.setTimeout(target.timeoutMs, () => {
+      if (takenBack({ error: 'timeout' })) return
       upstream.close(http2.constants.NGHTTP2_CANCEL)
       if (!res.headersSent) res.writeHead(504).end('upstream request timeout\n')
       else res.stream.close(http2.constants.NGHTTP2_CANCEL)
       finish({ error: 'timeout', flag: 'UT' })
     })
     upstream.on('response', (headers, flags) => {
+      if (takenBack({ status: Number(headers[':status']) })) return
       status = Number(headers[':status'])
       grpcStatus = headerString(headers['grpc-status'])
       const out = forwardable(target.rewriteResponseHeaders(withoutPseudo(headers)))
@@ -98,16 +117,18 @@ export async function forwardHttp2 (sessions: Http2Sessions, request: FastifyReq
       finish({})
     })
     upstream.on('error', () => {
+      if (settled || takenBack({ error: 'reset' })) return
       if (!res.headersSent) res.writeHead(502).end('upstream reset\n')
       else res.stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR)
       finish({ error: 'reset', flag: 'UC' })
     })
-    request.raw.on('data', (chunk: Buffer) => { requestBytes += chunk.length })
-    request.raw.pipe(upstream)
-    res.stream.on('close', () => {
+    if (Buffer.isBuffer(target.body)) upstream.end(target.body)
+    else target.body.pipe(upstream)
+    const onClientGone = (): void => {
       if (!upstream.closed) upstream.close(http2.constants.NGHTTP2_CANCEL)
       finish({})
-    })
+    }
+    res.stream.on('close', onClientGone)
   })
 }
 

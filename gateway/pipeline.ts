@@ -4,7 +4,6 @@
  * backend choice → circuit breaker → endpoint choice (load balancer, outlier detection) →
  * forwarding with retries and timeouts → response filters, metrics and an access log line.
  */
-import type http from 'node:http'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { Transform, type Readable } from 'node:stream'
 import type { Logger } from 'pino'
@@ -17,10 +16,11 @@ import { routeResource, type RouteMatch } from '../policy/route-match.js'
 import { applyRequestFilters, applyResponseFilters, type HeaderRecord } from './filters.js'
 import { chooseBackend } from './backends.js'
 import { decideFault } from './faults.js'
-import { rulePolicy, shouldRetry, timeouts, tryTimeoutMs, type RetryPolicy, type TryError } from './retry.js'
+import { rulePolicy, shouldRetry, timeouts, tryTimeoutMs, type RetryPolicy, type RuleTimeouts, type TryError } from './retry.js'
+import { replayable, type ReplayableBody } from './replay-body.js'
 import { formatTraceparent, nextHop, type TraceContext } from './trace.js'
 import type { HttpLabels, WaypointMetrics } from './metrics.js'
-import type { Http2Sessions } from './upstream.js'
+import type { Http2Sessions, TunnelDispatcher } from './upstream.js'
 import { forwardHttp2 } from './forward-http2.js'
 import { allowedAtWaypoint } from './l7-authz.js'
 import { mirrorRequest } from './mirror.js'
@@ -31,7 +31,7 @@ export interface PipelineDeps {
   readonly ingress: HttpIngress
   readonly h2: Http2Sessions
   /** For mirrored copies (HTTP/1.1 over tunnels, like the primary requests). */
-  readonly agent: http.Agent
+  readonly agent: TunnelDispatcher
   readonly metrics: WaypointMetrics
   /** One JSON line per request; undefined turns the access log off. */
   readonly accessLog?: Logger
@@ -69,6 +69,32 @@ interface Exchange {
   grpcStatus?: string
 }
 
+/** What every try of one request shares. */
+interface ForwardPlan {
+  readonly runtime: BackendRuntime
+  readonly backend: ServiceState
+  /** The backend Service's port (each endpoint maps it to its own target port). */
+  readonly port: number
+  readonly match: RouteMatch | undefined
+  readonly headers: HeaderRecord
+  readonly path: string
+  readonly filters: readonly HTTPRouteFilter[]
+  readonly ruleTimeouts: RuleTimeouts
+  /** When the whole request times out (Date.now() clock), retries included. */
+  readonly deadline: number | undefined
+}
+
+/** What decides whether a request's failed try is sent again. */
+interface Retries {
+  readonly policy: RetryPolicy
+  readonly nonIdempotentAllowed: boolean
+  /** The body kept for a replay; undefined for a request without one. */
+  readonly body: ReplayableBody | undefined
+}
+
+const NO_ENDPOINTS: ReadonlySet<string> = new Set()
+/** A request no route matched (a Service without routes) gets the implicit retry policy. */
+const NO_RULE = { matches: [], filters: [], backendRefs: [] }
 const DENIED_BODY = 'RBAC: access denied\n'
 const DEFAULT_TRY_TIMEOUT_MS = 30_000
 
@@ -120,8 +146,14 @@ export class RequestPipeline {
     const release = runtime.breaker.tryAcquire('request')
     if (release === undefined) return this.local(x, 503, Flags.overflow, 'upstream overflow\n')
     x.reply.raw.once('close', release)
-    const port = backendRef?.port ?? x.tunnel.port.port
-    await this.forward(x, runtime, backend, port, match, filtered.headers, filtered.path, filters)
+    const ruleTimeouts = match === undefined ? {} : timeouts(match.rule)
+    await this.forward(x, {
+      runtime, backend, match, filters, ruleTimeouts,
+      port: backendRef?.port ?? x.tunnel.port.port,
+      headers: upstreamHeaders(filtered.headers, x.trace),
+      path: filtered.path,
+      deadline: ruleTimeouts.requestMs === undefined ? undefined : Date.now() + ruleTimeouts.requestMs
+    })
   }
 
   private async passesFaultsAndLimits (x: Exchange, runtime: BackendRuntime): Promise<boolean> {
@@ -145,83 +177,145 @@ export class RequestPipeline {
     return true
   }
 
-  private pickEndpoint (x: Exchange, runtime: BackendRuntime, backend: ServiceState, port: number): EndpointState | undefined {
-    const serving = backend.endpoints.filter((e) => e.ports[String(port)] !== undefined)
-    const healthy = runtime.outlier?.healthy(serving) ?? serving
-    return runtime.balancer.pick(healthy, { headers: x.request.headers })
+  /**
+   * An endpoint of the backend serving `port`: healthy (outlier detection), chosen by the load
+   * balancer, and for a retry one not tried yet when there is one (Envoy's previous_hosts).
+   */
+  private pickEndpoint (x: Exchange, plan: ForwardPlan, tried: ReadonlySet<string> = NO_ENDPOINTS): EndpointState | undefined {
+    const serving = plan.backend.endpoints.filter((e) => e.ports[String(plan.port)] !== undefined)
+    const healthy = plan.runtime.outlier?.healthy(serving) ?? serving
+    const untried = tried.size === 0 ? healthy : healthy.filter((e) => !tried.has(e.ip))
+    return plan.runtime.balancer.pick(untried.length > 0 ? untried : healthy, { headers: x.request.headers })
   }
 
-  private async forward (
-    x: Exchange, runtime: BackendRuntime, backend: ServiceState, port: number, match: RouteMatch | undefined,
-    headers: HeaderRecord, path: string, filters: readonly HTTPRouteFilter[]
-  ): Promise<void> {
-    const endpoint = this.pickEndpoint(x, runtime, backend, port)
-    if (endpoint === undefined) return this.local(x, 503, Flags.noHealthyUpstream, 'no healthy upstream\n')
+  /** Starts a try on `endpoint`: the exchange records it, the load balancer counts it; returns the URL. */
+  private startTry (x: Exchange, plan: ForwardPlan, endpoint: EndpointState): string {
     x.endpoint = endpoint
-    const targetPort = endpoint.ports[String(port)]!
+    const targetPort = endpoint.ports[String(plan.port)]!
     x.upstream = `${endpoint.ip}:${targetPort}`
-    const ruleTimeouts = match === undefined ? {} : timeouts(match.rule)
-    const deadline = ruleTimeouts.requestMs === undefined ? undefined : Date.now() + ruleTimeouts.requestMs
-    const outgoing: HeaderRecord = { ...headers, traceparent: formatTraceparent(x.trace) }
-    delete outgoing.connection
-    if (deadline !== undefined) this.enforceDeadline(x, deadline)
-    const done = (outcome: { status?: number, error?: TryError }): void => {
-      this.reportToOutlierDetection(runtime, backend, endpoint, outcome)
-      runtime.balancer.onEnd(endpoint)
-    }
-    runtime.balancer.onStart(endpoint)
-    if (x.request.raw.httpVersionMajor === 2 && upstreamSpeaksHttp2(backend, port, x.grpc)) {
-      const result = await forwardHttp2(this.deps.h2, x.request, x.reply, {
-        ip: endpoint.ip, port: targetPort, path, headers: outgoing,
-        timeoutMs: tryTimeoutMs(ruleTimeouts, deadline, Date.now()) ?? DEFAULT_TRY_TIMEOUT_MS,
-        rewriteResponseHeaders: (h) => applyResponseFilters(filters, h)
-      })
-      x.requestBytes += result.requestBytes
-      x.responseBytes += result.responseBytes
-      if (result.grpcStatus !== undefined) x.grpcStatus = result.grpcStatus
-      if (result.flag !== undefined) x.flags.push(result.flag)
-      done(result)
+    plan.runtime.balancer.onStart(endpoint)
+    const host = endpoint.ip.includes(':') ? `[${endpoint.ip}]` : endpoint.ip
+    return `http://${host}:${targetPort}${plan.path}`
+  }
+
+  /** Ends a try: outlier detection hears how it went, the load balancer that it is over. */
+  private endTry (plan: ForwardPlan, endpoint: EndpointState, outcome: { status?: number, error?: TryError }): void {
+    this.reportToOutlierDetection(plan.runtime, plan.backend, endpoint, outcome)
+    plan.runtime.balancer.onEnd(endpoint)
+  }
+
+  private async forward (x: Exchange, plan: ForwardPlan): Promise<void> {
+    const endpoint = this.pickEndpoint(x, plan)
+    if (endpoint === undefined) return this.local(x, 503, Flags.noHealthyUpstream, 'no healthy upstream\n')
+    if (plan.deadline !== undefined) this.enforceDeadline(x, plan.deadline)
+    if (x.request.raw.httpVersionMajor === 2 && upstreamSpeaksHttp2(plan.backend, plan.port, x.grpc)) {
+      await this.forwardHttp2(x, plan, endpoint)
       return
     }
-    this.forwardHttp1(x, runtime, match, endpoint, targetPort, http1Headers(outgoing), path, filters, deadline, ruleTimeouts, done)
+    this.forwardHttp1(x, plan, endpoint)
   }
 
-  private forwardHttp1 (
-    x: Exchange, runtime: BackendRuntime, match: RouteMatch | undefined, endpoint: EndpointState, targetPort: number,
-    headers: HeaderRecord, path: string, filters: readonly HTTPRouteFilter[], deadline: number | undefined,
-    ruleTimeouts: ReturnType<typeof timeouts>, done: (outcome: { status?: number, error?: TryError }) => void
-  ): void {
-    const policy: RetryPolicy = match === undefined ? rulePolicy({ matches: [], filters: [], backendRefs: [] }) : rulePolicy(match.rule)
-    const host = endpoint.ip.includes(':') ? `[${endpoint.ip}]` : endpoint.ip
-    const nonIdempotentAllowed = retriesNonIdempotent(this.deps.registry().state, match)
-    const body = x.request.body as Readable | undefined
+  /** The retry rules of this request: its route's policy, whether its method may be retried, its body kept for a replay. */
+  private retries (plan: ForwardPlan, body: ReplayableBody | undefined): Retries {
+    return { policy: rulePolicy(plan.match?.rule ?? NO_RULE), nonIdempotentAllowed: retriesNonIdempotent(this.deps.registry().state, plan.match), body }
+  }
+
+  /**
+   * How long to wait before retrying a failed try, or undefined for no retry: the route's policy
+   * must allow it, the body (if any) must be whole in hand, and the circuit breaker must grant a
+   * retry slot (held through the backoff).
+   */
+  private retryDelay (x: Exchange, plan: ForwardPlan, retries: Retries, attempt: number, outcome: { status?: number, error?: TryError }): number | undefined {
+    const decision = shouldRetry({
+      attempt, method: x.request.method, policy: retries.policy, now: Date.now(), nonIdempotentAllowed: retries.nonIdempotentAllowed,
+      ...(plan.deadline !== undefined && { deadline: plan.deadline }), ...outcome
+    })
+    if (!decision.retry) return undefined
+    if (retries.body !== undefined && retries.body.replay() === undefined) return undefined
+    const slot = plan.runtime.breaker.tryAcquire('retry')
+    if (slot === undefined) return undefined
+    setTimeout(slot, decision.delayMs)
+    return decision.delayMs
+  }
+
+  /** The next endpoint after a failed try on `previous`: another one not tried yet when there is one. */
+  private nextEndpoint (x: Exchange, plan: ForwardPlan, tried: Set<string>, previous: EndpointState): EndpointState {
+    const next = this.pickEndpoint(x, plan, tried) ?? previous
+    tried.add(next.ip)
+    return next
+  }
+
+  /** HTTP/2 and gRPC: tries in a loop, each on the endpoint's shared HTTP/2 session. */
+  private async forwardHttp2 (x: Exchange, plan: ForwardPlan, first: EndpointState): Promise<void> {
+    const body = replayable(x.request.raw as unknown as Readable, (n) => { x.requestBytes += n })
+    const retries = this.retries(plan, body)
+    const tried = new Set([first.ip])
+    let endpoint = first
+    for (let attempt = 1; ; attempt++) {
+      this.startTry(x, plan, endpoint)
+      let delayMs = 0
+      const result = await forwardHttp2(this.deps.h2, x.request, x.reply, {
+        ip: endpoint.ip, port: endpoint.ports[String(plan.port)]!, path: plan.path, headers: plan.headers,
+        timeoutMs: tryTimeoutMs(plan.ruleTimeouts, plan.deadline, Date.now()) ?? DEFAULT_TRY_TIMEOUT_MS,
+        body: attempt === 1 ? body : body.replay()!,
+        rewriteResponseHeaders: (h) => applyResponseFilters(plan.filters, h),
+        retry: (outcome) => {
+          const delay = this.retryDelay(x, plan, retries, attempt, outcome)
+          if (delay !== undefined) delayMs = delay
+          return delay !== undefined
+        }
+      })
+      x.responseBytes += result.responseBytes
+      this.endTry(plan, endpoint, result)
+      if (result.retried !== true) {
+        if (result.grpcStatus !== undefined) x.grpcStatus = result.grpcStatus
+        if (result.flag !== undefined) x.flags.push(result.flag)
+        return
+      }
+      await new Promise((resolve) => setTimeout(resolve, delayMs))
+      endpoint = this.nextEndpoint(x, plan, tried, endpoint)
+    }
+  }
+
+  /**
+   * HTTP/1.1 through reply-from. Each retry goes to another endpoint when the backend has one:
+   * reply-from hands the retry hook the request it is about to send again, and the hook points
+   * it at the new endpoint, with what is left of the request timeout and the body replayed.
+   */
+  private forwardHttp1 (x: Exchange, plan: ForwardPlan, first: EndpointState): void {
+    const headers = http1Headers(plan.headers)
+    const source = x.request.body as Readable | undefined
     // reply-from refuses a stream given as `body` ("not supported yet") but streams request.body.
-    if (body !== undefined) x.request.body = countBytes(body, (n) => { x.requestBytes += n })
-    void x.reply.from(`http://${host}:${targetPort}${path}`, {
-      timeout: tryTimeoutMs(ruleTimeouts, deadline, Date.now()) ?? DEFAULT_TRY_TIMEOUT_MS,
+    const body = source === undefined ? undefined : replayable(source, (n) => { x.requestBytes += n })
+    if (body !== undefined) x.request.body = body
+    const retries = this.retries(plan, body)
+    let endpoint = first
+    const tried = new Set([first.ip])
+    void x.reply.from(this.startTry(x, plan, first), {
+      timeout: tryTimeoutMs(plan.ruleTimeouts, plan.deadline, Date.now()) ?? DEFAULT_TRY_TIMEOUT_MS,
       rewriteRequestHeaders: () => headers,
-      rewriteHeaders: (h) => applyResponseFilters(filters, h),
-      retryDelay: ({ err, res, attempt }) => {
+      rewriteHeaders: (h) => applyResponseFilters(plan.filters, h),
+      retryDelay: ({ err, req, res, attempt }) => {
         const status = res?.statusCode
         const error = err === undefined || err === null ? undefined : tryErrorOf(err as NodeJS.ErrnoException)
-        const decision = shouldRetry({
-          attempt: attempt + 1, method: x.request.method, policy, now: Date.now(), nonIdempotentAllowed,
-          ...(deadline !== undefined && { deadline }), ...(status !== undefined && { status }), ...(error !== undefined && { error })
-        })
-        // No retry: onResponse / onError report the final outcome. A body is streamed, not
-        // buffered: once a try consumed it there is nothing left to send again.
-        if (!decision.retry || body !== undefined) return null
-        // The failed answer is not passed on: read it away so its tunnel goes back to the pool.
+        const outcome = { ...(status !== undefined && { status }), ...(error !== undefined && { error }) }
+        const delayMs = this.retryDelay(x, plan, retries, attempt + 1, outcome)
+        // No retry: onResponse / onError report the final outcome.
+        if (delayMs === undefined) return null
+        // The failed answer is not passed on: read it away so its connection goes back to the pool.
         discardAnswer(res)
-        const slot = runtime.breaker.tryAcquire('retry')
-        if (slot === undefined) return null
-        setTimeout(slot, decision.delayMs)
-        done({ ...(status !== undefined && { status }), ...(error !== undefined && { error }) })
-        runtime.balancer.onStart(endpoint)
-        return Math.max(1, decision.delayMs)
+        this.endTry(plan, endpoint, outcome)
+        endpoint = this.nextEndpoint(x, plan, tried, endpoint)
+        const replay = body?.replay()
+        retarget(req as unknown as RetriedRequest, {
+          url: this.startTry(x, plan, endpoint),
+          timeoutMs: tryTimeoutMs(plan.ruleTimeouts, plan.deadline, Date.now() + delayMs) ?? DEFAULT_TRY_TIMEOUT_MS,
+          ...(replay !== undefined && { body: replay })
+        })
+        return Math.max(1, delayMs)
       },
       onResponse: (_request, reply, res) => {
-        done({ status: res.statusCode })
+        this.endTry(plan, endpoint, { status: res.statusCode })
         reply.send(countBytes(res.stream as unknown as Readable, (n) => { x.responseBytes += n }))
       },
       onError: (reply, { error }) => {
@@ -229,7 +323,7 @@ export class RequestPipeline {
         // error, its cause, says what happened. Envoy answers 504 to a timeout, else 503.
         const failure = (error as { statusCode?: number }).statusCode === 504 ? 'timeout' : tryErrorOf(((error as { cause?: unknown }).cause ?? error) as NodeJS.ErrnoException)
         x.flags.push(FAILURE_FLAGS[failure])
-        done({ error: failure })
+        this.endTry(plan, endpoint, { error: failure })
         if (!reply.sent) void reply.code(failure === 'timeout' ? 504 : 503).send(FAILURE_BODIES[failure])
       }
     })
@@ -357,6 +451,13 @@ function upstreamSpeaksHttp2 (backend: ServiceState, port: number, grpc: boolean
   return grpc || protocol === 'http2' || protocol === 'grpc'
 }
 
+/** The request's headers as they go upstream: this hop's traceparent, no Connection. */
+function upstreamHeaders (filtered: HeaderRecord, trace: TraceContext): HeaderRecord {
+  const headers: HeaderRecord = { ...filtered, traceparent: formatTraceparent(trace) }
+  delete headers.connection
+  return headers
+}
+
 /** Request headers as HTTP/1.1 carries them: no HTTP/2 pseudo-headers; :authority becomes Host. */
 function http1Headers (headers: HeaderRecord): HeaderRecord {
   const out: HeaderRecord = {}
@@ -404,6 +505,21 @@ function countBytes (stream: Readable, add: (n: number) => void): Readable {
   return stream.pipe(counter)
 }
 
+/** The request reply-from sends again on a retry (its `retryDelay` hook gets it typed as a request). */
+interface RetriedRequest { url: URL, timeout: number, body: unknown, headers: HeaderRecord }
+
+/** Points a retry at another endpoint, with a fresh try timeout and the body replayed as one Buffer. */
+function retarget (req: RetriedRequest, next: { url: string, timeoutMs: number, body?: Buffer }): void {
+  req.url = new URL(next.url)
+  req.timeout = next.timeoutMs
+  if (next.body === undefined) return
+  req.body = next.body
+  // The replay is one Buffer of known length, whatever framing the client used.
+  const headers: HeaderRecord = { ...req.headers, 'content-length': String(next.body.length) }
+  delete headers['transfer-encoding']
+  req.headers = headers
+}
+
 /** reply-from types a try's answer as a FastifyReply; it is really { statusCode, headers, stream }. */
 function discardAnswer (answer: unknown): void {
   (answer as { stream?: Readable } | undefined)?.stream?.resume()
@@ -411,7 +527,7 @@ function discardAnswer (answer: unknown): void {
 
 function tryErrorOf (err: NodeJS.ErrnoException): TryError {
   if (err.code === 'ECONNREFUSED' || err.code === 'EHOSTUNREACH' || /HBONE|tunnel|connect/i.test(err.message)) return 'connect-failure'
-  // reply-from's try timeout says "HTTP request timed out".
+  // A try's timeout comes back from undici as "Headers Timeout Error" (or reply-from's 504).
   if (err.code === 'ETIMEDOUT' || /timeout|timed out/i.test(err.message)) return 'timeout'
   return 'reset'
 }

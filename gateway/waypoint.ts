@@ -4,7 +4,6 @@
  * chosen endpoint over HBONE with its own identity. Plain TCP ports pass through untouched.
  */
 import type http from 'node:http'
-import type https from 'node:https'
 import type http2 from 'node:http2'
 import type { Duplex } from 'node:stream'
 import { once } from 'node:events'
@@ -20,7 +19,7 @@ import type { MeshState, ServiceState } from '../policy/state.js'
 import { ConfigError } from '../policy/errors.js'
 import { WorkloadCertificates, type CertificateSource } from '../proxy/certificates.js'
 import { HbonePool } from '../proxy/pool.js'
-import { startHboneServer, type HboneRequest, type HboneServer } from '../proxy/hbone-server.js'
+import { DEFAULT_DRAIN_MS, startHboneServer, type HboneRequest, type HboneServer } from '../proxy/hbone-server.js'
 import { pipeBidirectional } from '../proxy/pipe.js'
 import { connectTcp } from '../proxy/connect.js'
 import { trackState } from '../proxy/state-metrics.js'
@@ -30,7 +29,7 @@ import { RequestPipeline } from './pipeline.js'
 import { passUpgrade } from './upgrade.js'
 import { ServiceRuntimes } from './service-runtime.js'
 import { WaypointMetrics } from './metrics.js'
-import { Http2Sessions, TunnelAgent, type TunnelOpener } from './upstream.js'
+import { Http2Sessions, TunnelDispatcher, type TunnelOpener } from './upstream.js'
 
 /** How long start() waits for the waypoint's certificate before listening anyway (unready). */
 const CERTIFICATE_WAIT_MS = 10_000
@@ -65,10 +64,11 @@ export class Waypoint {
   private apps: FastifyInstance[] = []
   private draining = false
   private readonly pool = new HbonePool()
-  private readonly metrics: WaypointMetrics
+  /** Its HTTP metrics; read in-process by `ambit up`'s dashboard. */
+  readonly metrics: WaypointMetrics
   private readonly ingress: HttpIngress
   private readonly h2: Http2Sessions
-  private readonly agent: TunnelAgent
+  private readonly upstream: TunnelDispatcher
   private readonly pipeline: RequestPipeline
   private readonly runtimes: ServiceRuntimes
   private boundPorts: WaypointPorts = { ...DEFAULT_ADMIN_PORTS, hbone: 15008 }
@@ -81,7 +81,7 @@ export class Waypoint {
     this.metrics = new WaypointMetrics(`${options.namespace}/${options.name}`)
     const open: TunnelOpener = (ip, port) => this.openTunnel(ip, port)
     this.h2 = new Http2Sessions(open)
-    this.agent = new TunnelAgent(open)
+    this.upstream = new TunnelDispatcher(open)
     this.runtimes = new ServiceRuntimes({
       waypoint: { namespace: options.namespace, name: options.name },
       ...(options.redis !== undefined && { redis: options.redis }),
@@ -96,7 +96,7 @@ export class Waypoint {
       runtimes: this.runtimes,
       ingress: this.ingress,
       h2: this.h2,
-      agent: this.agent,
+      agent: this.upstream,
       metrics: this.metrics,
       ...(options.accessLog !== undefined && { accessLog: options.accessLog })
     })
@@ -138,13 +138,13 @@ export class Waypoint {
 
   async stop (): Promise<void> {
     this.draining = true
-    await this.hbone?.close(this.options.drainMs ?? 10_000)
+    await this.hbone?.close(this.options.drainMs ?? DEFAULT_DRAIN_MS)
     this.ingress.close()
     await Promise.all(this.apps.map((a) => a.close()))
     this.follower.stop()
     this.certificates.stop()
     this.h2.close()
-    this.agent.destroy()
+    await this.upstream.destroy()
     await this.pool.close()
     await this.admin?.close()
   }
@@ -265,8 +265,8 @@ export class Waypoint {
     // Bodies are streamed to the backend as they are, never parsed.
     app.removeAllContentTypeParsers()
     app.addContentTypeParser('*', (_request, payload, done) => done(null, payload))
-    // reply-from types its agents as http(s).Agent; upstreams are always plain http inside tunnels.
-    await app.register(replyFrom, { http: { agents: { 'http:': this.agent, 'https:': this.agent as unknown as https.Agent }, requestOptions: { timeout: 30_000 } } })
+    // Upstreams are plain http inside tunnels, through undici (as reply-from's default for http://).
+    await app.register(replyFrom, { undici: this.upstream })
     // Returning the reply tells fastify the answer is sent later (by reply-from or the pipeline).
     app.all('/*', async (request, reply) => {
       await this.pipeline.handle(request, reply)

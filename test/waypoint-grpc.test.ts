@@ -16,6 +16,7 @@
  */
 import t from 'tap'
 import { once } from 'node:events'
+import http2 from 'node:http2'
 import { fileURLToPath } from 'node:url'
 import * as grpc from '@grpc/grpc-js'
 import * as protoLoader from '@grpc/proto-loader'
@@ -174,6 +175,43 @@ t.test('bidirectional streaming: each message is answered before the next is sen
   t.same(final.metadata.get('x-messages'), ['5'], 'the stream\'s trailers came back')
   await waitFor('the waypoint counts the stream', async () => grpcRequests(await scrape(mesh.waypointMetricsUrl(WAYPOINT)), '0') === before + 1, 10_000)
   t.pass('istio_requests_total{grpc_response_status="0"} counted the stream')
+})
+
+t.test('HTTP/2 retries: a 503 is retried with the body replayed; a POST is not retried', async (t) => {
+  // The gRPC server makes way for a plain h2c server on the pod's port that fails every other request.
+  server.forceShutdown()
+  const received: Array<{ method: string, body: string }> = []
+  const h2Server = http2.createServer((req, res) => {
+    const chunks: Buffer[] = []
+    req.on('data', (chunk: Buffer) => chunks.push(chunk))
+    req.on('end', () => {
+      received.push({ method: req.method, body: Buffer.concat(chunks).toString() })
+      res.writeHead(received.length % 2 === 1 ? 503 : 200).end(`try ${received.length}`)
+    })
+  })
+  // The waypoint keeps its session to the pod open: close() alone would wait for it.
+  const sessions = new Set<http2.ServerHttp2Session>()
+  h2Server.on('session', (session) => sessions.add(session))
+  h2Server.listen(ECHO_POD_PORT, ECHO_POD)
+  await once(h2Server, 'listening')
+  t.teardown(() => new Promise((resolve) => {
+    for (const session of sessions) session.destroy()
+    h2Server.close(resolve)
+  }))
+  const session = http2.connect(`http://${bridge.host}:${bridge.port}`)
+  t.teardown(() => session.close())
+  const send = async (method: string, body: string): Promise<{ status: number, text: string }> => {
+    const stream = session.request({ ':method': method, ':path': '/h2', ':authority': `${SERVICE_HOST}:${SERVICE_PORT}` })
+    stream.end(body)
+    const [headers] = await once(stream, 'response') as [http2.IncomingHttpHeaders]
+    let text = ''
+    for await (const chunk of stream) text += String(chunk)
+    return { status: Number(headers[':status']), text }
+  }
+  t.same(await send('PUT', 'order 1'), { status: 200, text: 'try 2' }, 'the 503 was retried: the client sees the second try')
+  t.same(received, [{ method: 'PUT', body: 'order 1' }, { method: 'PUT', body: 'order 1' }], 'the body went whole with both tries')
+  t.same(await send('POST', 'order 2'), { status: 503, text: 'try 3' }, 'a POST is not retried')
+  t.equal(received.length, 3, 'one try for the POST')
 })
 
 /** One unary call, with what came back: the answer, the response metadata and the final status (trailers). */

@@ -79,7 +79,7 @@ t.test('retries', async (t) => {
     t.same(backend.received.map((r) => r.body), Array.from({ length: 10 }, (_, i) => `order ${i}`), 'every body arrived whole')
   })
 
-  t.test('a bodyless POST is retried only when the route opts in', async (t) => {
+  t.test('a POST is retried only when the route opts in, its body sent again whole', async (t) => {
     backend.reset()
     backend.handler = failEveryOther(503)
     const plain = await mesh.client.many(4, 1, (i) => ({ path: `/pay/${i}`, method: 'POST' }))
@@ -91,8 +91,19 @@ t.test('retries', async (t) => {
     }))
     backend.reset()
     backend.handler = failEveryOther(503)
-    const optedIn = await mesh.client.many(4, 1, (i) => ({ path: `/pay/${i}`, method: 'POST' }))
+    const optedIn = await mesh.client.many(4, 1, (i) => ({ path: `/pay/${i}`, method: 'POST', body: `payment ${i}` }))
     t.same(statuses(optedIn), { 200: 4 }, `retried with ${RETRY_NON_IDEMPOTENT_ANNOTATION}: "true"`)
+    t.same(backend.received.map((r) => r.body), [0, 0, 1, 1, 2, 2, 3, 3].map((i) => `payment ${i}`), 'each body reached the backend whole, on both tries')
+  })
+
+  t.test('a PUT (idempotent) with a chunked body is retried with the body replayed', async (t) => {
+    backend.reset()
+    backend.handler = failEveryOther(503)
+    const body = 'x'.repeat(20_000)
+    const response = await mesh.client.request({ path: '/put', method: 'PUT', body, headers: { 'transfer-encoding': 'chunked' } })
+    t.equal(response.status, 200, 'the retry answered')
+    t.same(backend.received.map((r) => r.body.length), [body.length, body.length], 'both tries carried the whole body')
+    t.equal((JSON.parse(response.body) as EchoBody).headers['content-length'], String(body.length), 'the replay is sent with its length')
   })
 
   t.test('retries stop after `attempts`', async (t) => {
@@ -102,6 +113,20 @@ t.test('retries', async (t) => {
     t.equal(response.status, 503, 'the last answer reaches the client')
     t.equal(backend.received.length, 3, 'the first try and two retries')
   })
+})
+
+t.test('a retry goes to another endpoint of the backend when it has one', async (t) => {
+  // The route's backend is Service echo itself: both pods. echo-v1 always fails.
+  await withResource(t, 'HTTPRoute', 'retry-elsewhere', {
+    parentRefs: [{ group: '', kind: 'Service', name: 'echo', port: 80 }],
+    rules: [{ backendRefs: [{ name: 'echo', port: 80 }], retry: { attempts: 1, codes: [503], backoff: '1ms' } }]
+  })
+  mesh.backend('echo-v1').handler = always(503)
+  const responses = await mesh.client.many(20, 1, (i) => ({ path: `/elsewhere/${i}` }))
+  t.same(statuses(responses), { 200: 20 }, 'one retry is enough: it never goes back to the failing pod')
+  t.same([...new Set(responses.map((r) => (JSON.parse(r.body) as EchoBody).pod))], ['echo-v2'], 'every answer came from echo-v2')
+  t.ok(mesh.backend('echo-v1').received.length <= 20, 'echo-v1 got no request twice')
+  t.equal(mesh.backend('echo-v2').received.length, 20, 'echo-v2 got each request once')
 })
 
 t.test('a 200 ms request timeout answers 504 within 300 ms against a 1 s backend', async (t) => {
@@ -142,21 +167,28 @@ t.test('outlier detection ejects an endpoint after 5 consecutive 5xx; traffic mo
   t.equal(await ejections() - before, 1, 'ambit_outlier_ejections_total counted the ejection')
 })
 
-t.test('a dead endpoint: connect failures answer 503 UF and count toward its ejection', async (t) => {
+t.test('a dead endpoint: connect failures are retried on the other endpoint and count toward its ejection', async (t) => {
   await withResource(t, 'TrafficPolicy', 'dead-endpoint', { targetRefs: [{ name: 'echo' }], outlierDetection: { consecutive5xxErrors: 5 } })
+  const ejections = (): Promise<number> => mesh.metrics().then((samples) =>
+    sumOf(samples, 'ambit_outlier_ejections_total', { destination_service: 'echo.shop.svc.cluster.local' }))
+  const before = await ejections()
   const backend = mesh.backend('echo-v1')
   // Closing drops the connections the waypoint keeps to it: the first request must not be sent
   // on a dead keep-alive tunnel and wait for an answer that never comes.
   await backend.close()
   t.teardown(() => backend.listen())
-  const logged = mesh.accessLog.length
   const responses = await mesh.client.many(20, 1, (i) => ({ path: `/dead/${i}` }))
-  const failed = responses.filter((r) => r.status !== 200)
-  t.ok(failed.length > 0 && failed.every((r) => r.status === 503), `the requests sent to the dead endpoint got 503 (${failed.length} of them)`)
-  t.same(responses.slice(-10).map((r) => r.status), Array<number>(10).fill(200), 'once it is ejected, every request succeeds')
-  await waitFor('the access log lines', () => mesh.accessLog.length >= logged + 20)
-  const flags = mesh.accessLog.slice(logged).filter((line) => line.status === 503).map((line) => line.flags)
-  t.same([...new Set(flags)], ['UF'], 'logged with flag UF (upstream connect failure)')
+  t.same(statuses(responses), { 200: 20 }, 'the client never sees the dead endpoint: each failed connect is retried on echo-v2')
+  t.equal(await ejections() - before, 1, 'the connect failures ejected echo-v1')
+
+  t.test('with no other endpoint, the client gets 503 UF', async (t) => {
+    await toEchoV1(t, 'dead-only', {})
+    const logged = mesh.accessLog.length
+    const only = await mesh.client.many(3, 1, (i) => ({ path: `/dead-only/${i}` }))
+    t.same(statuses(only), { 503: 3 }, 'every try failed to connect')
+    await waitFor('the access log lines', () => mesh.accessLog.length >= logged + 3)
+    t.same([...new Set(mesh.accessLog.slice(logged).map((line) => line.flags))], ['UF'], 'logged with flag UF (upstream connect failure)')
+  })
 })
 
 t.test('the circuit breaker sheds load beyond maxParallelRequests with 503 UO, then recovers', async (t) => {

@@ -15,7 +15,7 @@ import { CaClient } from '../../policy/ca-client.js'
 import { DEFAULT_ROOT_NAMESPACE, DEFAULT_TRUST_DOMAIN } from '../../policy/state.js'
 import { spiffeId } from '../../policy/identity.js'
 import { Waypoint } from '../../gateway/waypoint.js'
-import { createLogger } from '../../cli/log.js'
+import { createAccessLogger, createLogger } from '../../cli/log.js'
 import { parseAddress } from './address.js'
 import { NAMESPACE, SERVICE, SERVICE_PORT } from './configs.js'
 
@@ -44,7 +44,7 @@ const waypoint = await Waypoint.start({
   certificateSource: (trustBundle) => new CaClient({ url: plane.caServer.url, token: plane.nodeTokens.tokenFor(instance.node), trustBundle }),
   logger,
   // As `ambit up --access-log`: one JSON line per request on stdout.
-  accessLog: createLogger('info', 'access', 1)
+  accessLog: createAccessLogger()
 })
 
 const peerSpiffeId = spiffeId(state.mesh.trustDomain, NAMESPACE, 'client')

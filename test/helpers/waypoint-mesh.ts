@@ -186,7 +186,8 @@ export class MeshClient {
         port: request.port ?? 80,
         method: request.method ?? 'GET',
         path: request.path,
-        headers: { ...request.headers, ...(body !== undefined && { 'content-length': Buffer.byteLength(body) }) }
+        // A body goes with its length, unless the request asks for chunked framing.
+        headers: { ...request.headers, ...(body !== undefined && request.headers?.['transfer-encoding'] === undefined && { 'content-length': Buffer.byteLength(body) }) }
       }, (res) => {
         const chunks: Buffer[] = []
         res.on('data', (chunk: Buffer) => chunks.push(chunk))
