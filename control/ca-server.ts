@@ -17,6 +17,7 @@ import { createServer, type Server } from 'node:https'
 import { hostname } from 'node:os'
 import type { Logger } from 'pino'
 import type { CertificateAuthority } from './ca.js'
+import type { IssuedCertificate } from './issued-certificates.js'
 import { CaRefusedError, CertificateError, ConfigError } from '../policy/errors.js'
 import { namespaceProblem, serviceAccountProblem, spiffeId } from '../policy/identity.js'
 
@@ -57,6 +58,8 @@ export interface CaServerOptions {
   /** Lifetime of the workload certificates issued (default: the CA's, 24 h). */
   readonly workloadTtlMs?: number
   readonly logger?: Logger
+  /** Told of every workload certificate issued (the dashboard shows their expiry). */
+  readonly onIssued?: (issued: IssuedCertificate) => void
 }
 
 export interface CaServer {
@@ -239,6 +242,7 @@ async function issueCertificate (options: CaServerOptions, req: IncomingMessage)
     throw err
   }
   options.logger?.info({ node, spiffeId: id, serial: signed.serial, notAfter: signed.notAfter }, 'certificate issued')
+  options.onIssued?.({ node, spiffeId: id, serial: signed.serial, notAfter: signed.notAfter })
   return { certChain: signed.certChain, notAfter: signed.notAfter.toISOString() }
 }
 

@@ -12,6 +12,9 @@ import { NodeTokens, startCaServer, type CaAuthorizer, type CaServer, type CaSig
 import type { ResourceSource } from './resource-source.js'
 import { controllerMetrics } from './controller-metrics.js'
 import { startStatusServer, type StatusServer } from './status-server.js'
+import { Dashboard } from './dashboard.js'
+import { IssuedCertificates } from './issued-certificates.js'
+import { scrapeSourcesOf, type MetricsSource } from './metrics-sources.js'
 import type { Store } from './store.js'
 import type { MeshState } from '../policy/state.js'
 
@@ -43,6 +46,11 @@ export interface ControlPlaneOptions {
   readonly statusPort?: number
   /** Default 127.0.0.1. */
   readonly statusHost?: string
+  /**
+   * Where the dashboard reads the proxies' metrics, asked at every refresh: by default each
+   * node's ztunnel and each waypoint instance of the state, scraped on port 15020.
+   */
+  readonly metricsSources?: () => readonly MetricsSource[]
 }
 
 /** The signing CA and more roots to trust alongside its own (while a root is being rotated). */
@@ -59,6 +67,7 @@ export class ControlPlane {
     readonly nodeTokens: NodeTokens,
     /** The monitoring port, when statusPort was given and it could listen. */
     readonly statusServer: StatusServer | undefined,
+    private readonly dashboard: Dashboard,
     private readonly options: ControlPlaneOptions
   ) {}
 
@@ -74,14 +83,17 @@ export class ControlPlane {
       ...(options.watchFiles !== undefined && { watchFiles: options.watchFiles }),
       ...(options.sources !== undefined && { sources: options.sources })
     })
+    const certificates = new IssuedCertificates()
+    const dashboard = dashboardOf(controller, certificates, options)
     // Before the first state, so that probes see "not ready" rather than a closed port meanwhile.
-    const statusServer = await startStatus(controller, options)
+    const statusServer = await startStatus(controller, dashboard, options)
     try {
       await controller.start()
     } catch (err) {
       await statusServer?.close()
       throw err
     }
+    if (statusServer !== undefined) dashboard.start()
     const nodeTokens = new NodeTokens(options.nodeTokenSecret)
     const caServer = await startCaServer({
       ca: withTrustBundle(ca, trustBundle),
@@ -92,9 +104,10 @@ export class ControlPlane {
       host: options.caHost ?? '127.0.0.1',
       port: options.caPort ?? 15012,
       ...(options.caServerNames !== undefined && { serverNames: options.caServerNames }),
-      logger: options.logger.child({ component: 'ca' })
+      logger: options.logger.child({ component: 'ca' }),
+      onIssued: (issued) => certificates.record(issued)
     })
-    const plane = new ControlPlane(controller, ca, caServer, nodeTokens, statusServer, options)
+    const plane = new ControlPlane(controller, ca, caServer, nodeTokens, statusServer, dashboard, options)
     if (options.credentialsDir !== undefined) {
       await plane.writeCredentials(options.credentialsDir)
       controller.on('state', () => { void plane.writeCredentials(options.credentialsDir!) })
@@ -105,6 +118,7 @@ export class ControlPlane {
   async stop (): Promise<void> {
     await this.caServer.close()
     await this.controller.stop()
+    this.dashboard.stop()
     await this.statusServer?.close()
   }
 
@@ -137,7 +151,7 @@ export class ControlPlane {
  * The monitoring port. A port already in use is logged, not fatal: the control plane still
  * works, and in a cluster the failing readiness probe makes it visible.
  */
-async function startStatus (controller: Controller, options: ControlPlaneOptions): Promise<StatusServer | undefined> {
+async function startStatus (controller: Controller, dashboard: Dashboard, options: ControlPlaneOptions): Promise<StatusServer | undefined> {
   if (options.statusPort === undefined) return undefined
   const host = options.statusHost ?? '127.0.0.1'
   try {
@@ -145,7 +159,8 @@ async function startStatus (controller: Controller, options: ControlPlaneOptions
       metrics: controllerMetrics(controller),
       notReadyReason: () => controller.state === undefined ? 'no mesh state committed yet' : undefined,
       host,
-      port: options.statusPort
+      port: options.statusPort,
+      dashboard
     })
     options.logger.info({ url: server.url }, 'status server listening')
     return server
@@ -154,6 +169,19 @@ async function startStatus (controller: Controller, options: ControlPlaneOptions
     options.logger.error({ host, port: options.statusPort }, 'status port in use; serving no health or metrics')
     return undefined
   }
+}
+
+/** The dashboard of this control plane's mesh, following the controller's commits. */
+function dashboardOf (controller: Controller, certificates: IssuedCertificates, options: ControlPlaneOptions): Dashboard {
+  let revision = 0
+  controller.on('state', (_state: MeshState, committed: number) => { revision = committed })
+  return new Dashboard({
+    state: () => controller.state,
+    revision: () => revision,
+    sources: options.metricsSources ?? (() => scrapeSourcesOf(controller.state)),
+    certificates,
+    logger: options.logger.child({ component: 'dashboard' })
+  })
 }
 
 async function loadCaRoot (options: ControlPlaneOptions): Promise<CaRoot> {

@@ -2,10 +2,12 @@
  * The controller's monitoring port (15014, istiod's): plain HTTP, read-only.
  *   GET /healthz/ready → 200 once the first mesh state is committed, 503 with the reason before
  *   GET /metrics       → Prometheus text exposition
+ *   GET /, /api/mesh, /api/events → the live mesh dashboard (dashboard.ts), when given one
  */
 import { once } from 'node:events'
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { Registry } from 'prom-client'
+import type { Dashboard } from './dashboard.js'
 
 export const STATUS_PORT = 15014
 
@@ -17,6 +19,7 @@ export interface StatusServerOptions {
   readonly host?: string
   /** Default 15014; 0 picks a free port. */
   readonly port?: number
+  readonly dashboard?: Pick<Dashboard, 'handle'>
 }
 
 export interface StatusServer {
@@ -53,7 +56,8 @@ async function respond (options: StatusServerOptions, req: IncomingMessage, res:
     res.setHeader('allow', 'GET, HEAD')
     return send(res, 405, 'text/plain', 'method not allowed\n')
   }
-  switch (new URL(req.url ?? '/', 'http://status').pathname) {
+  const path = new URL(req.url ?? '/', 'http://status').pathname
+  switch (path) {
     case '/healthz/ready': {
       const reason = options.notReadyReason()
       return reason === undefined ? send(res, 200, 'text/plain', 'ready\n') : send(res, 503, 'text/plain', `not ready: ${reason}\n`)
@@ -61,6 +65,7 @@ async function respond (options: StatusServerOptions, req: IncomingMessage, res:
     case '/metrics':
       return send(res, 200, options.metrics.contentType, await options.metrics.metrics())
     default:
+      if (await options.dashboard?.handle(req, res, path) === true) return
       return send(res, 404, 'text/plain', 'not found: try /healthz/ready or /metrics\n')
   }
 }

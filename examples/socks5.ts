@@ -15,10 +15,17 @@ export interface SocksRoute {
 
 export const SOCKS5_PORT = 15080
 
+/** RFC 1928's reply 2, "connection not allowed by ruleset": the ztunnel's answer when policy denies the connection. */
+export const SOCKS5_NOT_ALLOWED = 2
+
 /** Thrown when the ztunnel answers the CONNECT with a non-zero reply (2: not allowed, 5: refused...). */
 export class SocksRefusedError extends Error {
   constructor (readonly reply: number) {
     super(`SOCKS5 CONNECT refused with reply ${reply}`)
+  }
+
+  get deniedByPolicy (): boolean {
+    return this.reply === SOCKS5_NOT_ALLOWED
   }
 }
 

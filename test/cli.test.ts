@@ -46,7 +46,7 @@ t.test('get shows the resolved mesh from files', async (t) => {
   t.match(workloads.stdout, /shop\s+web\s+node-a\s+127\.0\.0\.11\s+spiffe:\/\/cluster\.local\/ns\/shop\/sa\/web\s+STRICT/)
   const services = await runCli(['get', 'services', '-f', SHOP_DIR, '-o', 'json'])
   const parsed = JSON.parse(services.stdout) as { key: string }[]
-  t.same(parsed.map((s) => s.key).sort(), ['shop/cart', 'shop/catalog', 'shop/payments', 'shop/web'])
+  t.same(parsed.map((s) => s.key).sort(), ['shop/cart', 'shop/catalog', 'shop/catalog-v1', 'shop/catalog-v2', 'shop/payments', 'shop/web'])
   const policies = await runCli(['get', 'policies', '-f', SHOP_DIR])
   t.match(policies.stdout, /deny-web-to-payments\s+DENY\s+app=payments/)
 })

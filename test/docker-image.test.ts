@@ -58,6 +58,9 @@ t.test('the Dockerfile builds what the manifests run', async (t) => {
   // The compiler also follows imports out of those folders: every folder of sources goes in.
   for (const dir of await sourceDirs()) t.ok(copied.includes(dir), `the build stage copies ${dir}/, which holds sources`)
 
+  t.ok(copies(build).some(([from, to]) => from === 'control/dashboard' && to === './dist/control/dashboard'),
+    'the dashboard\'s page goes next to the compiled controller, where control/dashboard.ts looks for it')
+
   t.ok(runs(runtime).some((r) => /npm ci --omit=dev/.test(r)), 'the runtime holds only production dependencies')
   t.ok(runs(runtime).some((r) => /apt-get install .*\biptables\b/.test(r)), 'and iptables, for capture')
   t.strictSame(copies(runtime).filter((args) => args[0]?.startsWith('--from=')), [[`--from=${build.name}`, '/app/dist', './dist']], 'it takes only dist/ from the build stage')

@@ -32,6 +32,12 @@ t.test('the sample shop resolves into workloads, services and their policies', a
   t.same(catalog.hostnames, ['catalog.shop.svc.cluster.local', 'catalog.shop.svc', 'catalog.shop'])
   t.same(catalog.endpoints.map((e) => e.ip).sort(), ['127.0.0.12', '127.0.0.22'])
   t.same(catalog.ports, [{ name: 'http', port: 80, targetPort: 8080, appProtocol: 'http' }])
+  t.same(catalog.waypoint, { namespace: 'shop', name: 'waypoint' }, 'catalog\'s own label sends it through the waypoint')
+  t.same(catalog.routes, ['HTTPRoute/shop/catalog-canary'])
+  t.same(state.services['shop/catalog-v2']!.endpoints.map((e) => e.ip), ['127.0.0.12'], 'one Service per version, for the canary split')
+  t.equal(state.services['shop/payments']!.waypoint, undefined, 'payments stays L4: its deny is the ztunnel\'s')
+  t.same(state.waypoints['shop/waypoint']!.instances, [{ ip: '127.0.0.13', node: 'node-a' }])
+  t.equal(state.workloads['shop/waypoint-0'], undefined, 'the waypoint pod is not a meshed workload')
   const webSvc = state.services['shop/web']!
   t.same(webSvc.endpoints[0]!.ports, { 80: 8080 }, 'a named targetPort resolves through the pod\'s container ports')
   t.equal(state.services['shop/payments']!.ports[0]!.appProtocol, 'grpc')
