@@ -4,19 +4,19 @@
  * waypoint answers 503 with response flag 'UO', upstream overflow) and the next one succeeds as
  * soon as something finished and released its slot.
  *
- *   connection  open upstream connections        (maxConnections)
- *   pending     requests waiting for a connection (maxPendingRequests)
  *   request     requests in flight               (maxParallelRequests)
- *   retry       retries in flight                (maxParallelRetries)
+ *   retry       retries in flight, backoff included (maxParallelRetries)
  *
- * As in Envoy, a retry takes a 'retry' slot *and* a 'request' slot. A limit left unset is
+ * The connection caps live in the Service's own connection pool (upstream.ts UpstreamPools):
+ * maxConnections per endpoint and maxRequestsPerConnection; maxPendingRequests caps the requests
+ * waiting there for a connection (the pipeline checks it before sending). A limit left unset is
  * unlimited, as Istio configures Envoy (Envoy's own defaults, 1024 and 3 retries, would surprise).
  */
 import type { TrafficPolicySpec } from '../policy/resources.js'
 
-export type CircuitKind = 'connection' | 'pending' | 'request' | 'retry'
+export type CircuitKind = 'request' | 'retry'
 
-export const CIRCUIT_KINDS: readonly CircuitKind[] = ['connection', 'pending', 'request', 'retry']
+export const CIRCUIT_KINDS: readonly CircuitKind[] = ['request', 'retry']
 
 /** Gives the slot back; calling it more than once has no further effect. */
 export type Release = () => void
@@ -31,15 +31,10 @@ export interface CircuitStats {
 type CircuitBreakerSpec = NonNullable<TrafficPolicySpec['circuitBreaker']>
 
 export class CircuitBreaker {
-  /** For the connection pool: close a connection after this many requests (undefined: never). */
-  readonly maxRequestsPerConnection: number | undefined
   private readonly limits: Readonly<Record<CircuitKind, Limit>>
 
   constructor (spec: CircuitBreakerSpec = {}) {
-    this.maxRequestsPerConnection = spec.maxRequestsPerConnection
     this.limits = {
-      connection: new Limit(spec.maxConnections),
-      pending: new Limit(spec.maxPendingRequests),
       request: new Limit(spec.maxParallelRequests),
       retry: new Limit(spec.maxParallelRetries)
     }

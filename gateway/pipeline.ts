@@ -20,7 +20,7 @@ import { rulePolicy, shouldRetry, timeouts, tryTimeoutMs, type RetryPolicy, type
 import { replayable, type ReplayableBody } from './replay-body.js'
 import { formatTraceparent, nextHop, type TraceContext } from './trace.js'
 import type { HttpLabels, WaypointMetrics } from './metrics.js'
-import type { Http2Sessions, TunnelDispatcher } from './upstream.js'
+import { POOL_HEADER, type Http2Sessions, type UpstreamPools } from './upstream.js'
 import { forwardHttp2 } from './forward-http2.js'
 import { allowedAtWaypoint } from './l7-authz.js'
 import { mirrorRequest } from './mirror.js'
@@ -30,8 +30,8 @@ export interface PipelineDeps {
   readonly runtimes: ServiceRuntimes
   readonly ingress: HttpIngress
   readonly h2: Http2Sessions
-  /** For mirrored copies (HTTP/1.1 over tunnels, like the primary requests). */
-  readonly agent: TunnelDispatcher
+  /** HTTP/1.1 connection pools over tunnels (mirrored copies use the shared one). */
+  readonly upstream: UpstreamPools
   readonly metrics: WaypointMetrics
   /** One JSON line per request; undefined turns the access log off. */
   readonly accessLog?: Logger
@@ -139,7 +139,7 @@ export class RequestPipeline {
     if (backend === undefined) return this.local(x, 500, Flags.noHealthyUpstream, 'no backend\n')
     x.backend = backend
     if (filtered.mirrors.length > 0 && !hasBody(x.request)) {
-      mirrorRequest(this.deps.agent, registry, filtered.mirrors, routeNamespace(match) ?? x.tunnel.service.namespace, { method: x.request.method, path: filtered.path, headers: filtered.headers })
+      mirrorRequest(this.deps.upstream.shared, registry, filtered.mirrors, routeNamespace(match) ?? x.tunnel.service.namespace, { method: x.request.method, path: filtered.path, headers: filtered.headers })
     }
     const runtime = this.deps.runtimes.backend(state, backend)
     if (!(await this.passesFaultsAndLimits(x, runtime))) return
@@ -284,6 +284,11 @@ export class RequestPipeline {
    */
   private forwardHttp1 (x: Exchange, plan: ForwardPlan, first: EndpointState): void {
     const headers = http1Headers(plan.headers)
+    if (plan.runtime.ownPool) {
+      const maxPending = plan.runtime.spec.circuitBreaker?.maxPendingRequests
+      if (maxPending !== undefined && this.deps.upstream.queued(plan.backend.key) >= maxPending) return this.local(x, 503, Flags.overflow, 'upstream overflow\n')
+      headers[POOL_HEADER] = plan.backend.key
+    }
     const source = x.request.body as Readable | undefined
     // reply-from refuses a stream given as `body` ("not supported yet") but streams request.body.
     const body = source === undefined ? undefined : replayable(source, (n) => { x.requestBytes += n })

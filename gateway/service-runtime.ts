@@ -13,6 +13,7 @@ import { createLoadBalancer, type LoadBalancer } from './load-balancer.js'
 import { CircuitBreaker } from './circuit-breaker.js'
 import { OutlierDetector } from './outlier.js'
 import { GlobalRateLimiter, LocalRateLimiter } from './rate-limit.js'
+import type { PoolLimits } from './upstream.js'
 
 /** The Service a request addressed: how to route it and who may call it. */
 export interface FrontendRuntime {
@@ -28,6 +29,13 @@ export interface BackendRuntime {
   readonly outlier: OutlierDetector | undefined
   readonly localLimit: LocalRateLimiter | undefined
   readonly globalLimit: GlobalRateLimiter | undefined
+  /** Whether its HTTP/1.1 requests go through a connection pool of its own (its TrafficPolicy limits one). */
+  readonly ownPool: boolean
+}
+
+/** Where backends with connection limits get their own pools (UpstreamPools). */
+export interface BackendPools {
+  replace (backend: string, limits: PoolLimits | undefined): void
 }
 
 /** Valid for `state`; for a newer state it is reused when its inputs print the same. */
@@ -40,6 +48,7 @@ export interface RuntimeOptions {
   readonly onRateLimitFailOpen?: (service: string) => void
   /** The waypoint's own 'namespace/name', for policies that target the Gateway itself. */
   readonly waypoint: { readonly namespace: string, readonly name: string }
+  readonly pools?: BackendPools
 }
 
 export class ServiceRuntimes {
@@ -66,7 +75,10 @@ export class ServiceRuntimes {
       service.trafficPolicy === undefined ? {} : state.trafficPolicies[service.trafficPolicy]?.spec ?? {}
     return this.cached(this.backends, service.key, state, inputs, (spec) => {
       const global = spec.rateLimit?.global
+      const limits = poolLimits(spec.circuitBreaker)
+      this.options.pools?.replace(service.key, limits)
       return {
+        ownPool: limits !== undefined && this.options.pools !== undefined,
         spec,
         balancer: createLoadBalancer(spec.loadBalancer),
         breaker: new CircuitBreaker(spec.circuitBreaker),
@@ -108,6 +120,14 @@ export class ServiceRuntimes {
     cache.set(key, { state, fingerprint, value })
     return value
   }
+}
+
+/** The pool limits a circuit breaker sets; undefined when it sets none (the shared pool serves). */
+function poolLimits (breaker: TrafficPolicySpec['circuitBreaker']): PoolLimits | undefined {
+  if (breaker === undefined) return undefined
+  const { maxConnections, maxRequestsPerConnection, maxPendingRequests } = breaker
+  if (maxConnections === undefined && maxRequestsPerConnection === undefined && maxPendingRequests === undefined) return undefined
+  return { ...(maxConnections !== undefined && { maxConnections }), ...(maxRequestsPerConnection !== undefined && { maxRequestsPerConnection }) }
 }
 
 interface FrontendInputs {

@@ -9,7 +9,7 @@ import http2 from 'node:http2'
 import net from 'node:net'
 import type { Duplex } from 'node:stream'
 // The same major as reply-from's own undici (7), so the Agent is the kind reply-from expects.
-import { Agent, type Dispatcher } from 'undici'
+import { Agent, Dispatcher } from 'undici'
 
 /** Opens a byte stream to ip:port (a pod), however the mesh requires. */
 export type TunnelOpener = (ip: string, port: number) => Promise<Duplex>
@@ -19,6 +19,14 @@ const DEFAULT_TIMEOUT_MS = 30_000
 /** Keep-alive connections per endpoint ip:port. */
 const CONNECTIONS_PER_ENDPOINT = 256
 
+/** A backend's connection pool limits (TrafficPolicy `circuitBreaker`). */
+export interface PoolLimits {
+  /** Connections per endpoint, as Istio's maxConnections ("to a destination host"); more requests wait. */
+  readonly maxConnections?: number
+  /** A connection is closed after this many requests. */
+  readonly maxRequestsPerConnection?: number
+}
+
 /**
  * An undici Agent whose connections are tunnels: keep-alive pools per endpoint ip:port.
  * undici reuses an idle connection only after checking that the backend has not closed it,
@@ -26,9 +34,16 @@ const CONNECTIONS_PER_ENDPOINT = 256
  * a connection its peer ends.
  */
 export class TunnelDispatcher extends Agent {
-  constructor (open: TunnelOpener) {
+  /** Each request closes its connection after it (maxRequestsPerConnection 1). */
+  private readonly oneRequestPerConnection: boolean
+
+  constructor (open: TunnelOpener, limits: PoolLimits = {}) {
+    const perConnection = limits.maxRequestsPerConnection
     super({
-      connections: CONNECTIONS_PER_ENDPOINT,
+      connections: limits.maxConnections ?? CONNECTIONS_PER_ENDPOINT,
+      // undici resets a connection once it has counted more requests than maxRequestsPerClient
+      // (N + 1 in all), and reads 0 as no limit: N - 1 gives N; a limit of 1 is `reset` per request.
+      ...(perConnection !== undefined && perConnection > 1 && { maxRequestsPerClient: perConnection - 1 }),
       pipelining: 1,
       headersTimeout: DEFAULT_TIMEOUT_MS,
       bodyTimeout: DEFAULT_TIMEOUT_MS,
@@ -37,10 +52,66 @@ export class TunnelDispatcher extends Agent {
         open(options.hostname, port).then((stream) => callback(null, asSocket(stream)), (err: Error) => callback(err, null))
       }
     })
+    this.oneRequestPerConnection = perConnection === 1
   }
 
   override dispatch (options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
-    return super.dispatch(withoutRefusedHeaders(options), handler)
+    const sent = withoutRefusedHeaders(options)
+    return super.dispatch(this.oneRequestPerConnection ? { ...sent, reset: true } : sent, handler)
+  }
+}
+
+/**
+ * The request header that names the backend pool a request goes through (reply-from passes
+ * only headers on to the dispatcher). UpstreamPools removes it: it never leaves the waypoint.
+ */
+export const POOL_HEADER = 'x-ambit-upstream-pool'
+
+/**
+ * The waypoint's HTTP/1.1 upstreams: one shared pool, and a pool of its own for each backend
+ * whose TrafficPolicy limits its connections, chosen per request by POOL_HEADER.
+ */
+export class UpstreamPools extends Dispatcher {
+  readonly shared: TunnelDispatcher
+  private readonly pools = new Map<string, TunnelDispatcher>()
+
+  constructor (private readonly open: TunnelOpener) {
+    super()
+    this.shared = new TunnelDispatcher(open)
+  }
+
+  /** A new pool for `backend` with `limits`; the one it replaces finishes its requests, then closes. */
+  replace (backend: string, limits: PoolLimits | undefined): void {
+    void this.pools.get(backend)?.close()
+    if (limits === undefined) this.pools.delete(backend)
+    else this.pools.set(backend, new TunnelDispatcher(this.open, limits))
+  }
+
+  /** Requests of `backend`'s own pool waiting for a connection (0 without one). */
+  queued (backend: string): number {
+    const pool = this.pools.get(backend)
+    if (pool === undefined) return 0
+    let waiting = 0
+    // undici keeps one Client per endpoint when a single connection is allowed, else a Pool.
+    for (const stats of Object.values(pool.stats)) waiting += 'queued' in stats ? stats.queued : stats.pending
+    return waiting
+  }
+
+  override dispatch (options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
+    const headers = options.headers as Record<string, string | string[] | undefined> | null | undefined
+    const name = headers?.[POOL_HEADER]
+    if (typeof name !== 'string') return this.shared.dispatch(options, handler)
+    const rest = { ...headers }
+    delete rest[POOL_HEADER]
+    return (this.pools.get(name) ?? this.shared).dispatch({ ...options, headers: rest }, handler)
+  }
+
+  override async close (): Promise<void> {
+    await Promise.all([this.shared, ...this.pools.values()].map((pool) => pool.close()))
+  }
+
+  override async destroy (): Promise<void> {
+    await Promise.all([this.shared, ...this.pools.values()].map((pool) => pool.destroy()))
   }
 }
 

@@ -29,7 +29,7 @@ import { RequestPipeline } from './pipeline.js'
 import { passUpgrade } from './upgrade.js'
 import { ServiceRuntimes } from './service-runtime.js'
 import { WaypointMetrics } from './metrics.js'
-import { Http2Sessions, TunnelDispatcher, type TunnelOpener } from './upstream.js'
+import { Http2Sessions, UpstreamPools, type TunnelOpener } from './upstream.js'
 
 /** How long start() waits for the waypoint's certificate before listening anyway (unready). */
 const CERTIFICATE_WAIT_MS = 10_000
@@ -68,7 +68,7 @@ export class Waypoint {
   readonly metrics: WaypointMetrics
   private readonly ingress: HttpIngress
   private readonly h2: Http2Sessions
-  private readonly upstream: TunnelDispatcher
+  private readonly upstream: UpstreamPools
   private readonly pipeline: RequestPipeline
   private readonly runtimes: ServiceRuntimes
   private boundPorts: WaypointPorts = { ...DEFAULT_ADMIN_PORTS, hbone: 15008 }
@@ -81,8 +81,9 @@ export class Waypoint {
     this.metrics = new WaypointMetrics(`${options.namespace}/${options.name}`)
     const open: TunnelOpener = (ip, port) => this.openTunnel(ip, port)
     this.h2 = new Http2Sessions(open)
-    this.upstream = new TunnelDispatcher(open)
+    this.upstream = new UpstreamPools(open)
     this.runtimes = new ServiceRuntimes({
+      pools: this.upstream,
       waypoint: { namespace: options.namespace, name: options.name },
       ...(options.redis !== undefined && { redis: options.redis }),
       onRateLimitFailOpen: (service) => this.metrics.rateLimitFailOpen.inc({ destination_service: service })
@@ -96,7 +97,7 @@ export class Waypoint {
       runtimes: this.runtimes,
       ingress: this.ingress,
       h2: this.h2,
-      agent: this.upstream,
+      upstream: this.upstream,
       metrics: this.metrics,
       ...(options.accessLog !== undefined && { accessLog: options.accessLog })
     })

@@ -5,8 +5,6 @@ import type { TrafficPolicySpec } from '../policy/resources.js'
 type Limits = NonNullable<TrafficPolicySpec['circuitBreaker']>
 
 const FIELD_OF: Record<CircuitKind, keyof Limits> = {
-  connection: 'maxConnections',
-  pending: 'maxPendingRequests',
   request: 'maxParallelRequests',
   retry: 'maxParallelRetries'
 }
@@ -54,17 +52,11 @@ t.test('unset limits are unlimited (as Istio configures Envoy)', async (t) => {
   }
 })
 
-t.test('maxRequestsPerConnection is passed on to the connection pool', async (t) => {
-  t.equal(new CircuitBreaker({ maxRequestsPerConnection: 100 }).maxRequestsPerConnection, 100)
-  t.equal(new CircuitBreaker({}).maxRequestsPerConnection, undefined)
-})
-
-t.test('a retry takes a retry slot and a request slot, each overflowing on its own', async (t) => {
-  const breaker = new CircuitBreaker({ maxParallelRequests: 3, maxParallelRetries: 1 })
+t.test('requests and retries overflow each on its own', async (t) => {
+  const breaker = new CircuitBreaker({ maxParallelRequests: 2, maxParallelRetries: 1 })
   const original = breaker.tryAcquire('request')
   const retry = breaker.tryAcquire('retry')
-  const retryRequest = breaker.tryAcquire('request')
-  t.ok(original !== undefined && retry !== undefined && retryRequest !== undefined)
+  t.ok(original !== undefined && retry !== undefined)
   t.equal(breaker.tryAcquire('retry'), undefined, 'a second parallel retry overflows')
   t.type(breaker.tryAcquire('request'), 'function', 'a new request still fits')
   t.equal(breaker.tryAcquire('request'), undefined, 'until the request cap')

@@ -209,6 +209,37 @@ t.test('the circuit breaker sheds load beyond maxParallelRequests with 503 UO, t
   t.same(statuses([...recovered, ...sequential]), { 200: 7 }, 'after the burst, requests succeed again')
 })
 
+t.test('the circuit breaker\'s pool: maxConnections 1 and maxPendingRequests 1 serve one, queue one, shed the rest', async (t) => {
+  await withResource(t, 'TrafficPolicy', 'pool', { targetRefs: [{ name: 'echo-v1' }], circuitBreaker: { maxConnections: 1, maxPendingRequests: 1 } })
+  const backend = mesh.backend('echo-v1')
+  backend.handler = slow(800)
+  // One request first, so the burst finds the single connection busy.
+  const first = mesh.client.request({ host: ECHO_V1_HOST, path: '/pool/first' })
+  await waitFor('the first request at the backend', () => backend.received.length === 1)
+  const burst = await Promise.all(Array.from({ length: 4 }, (_, i) => mesh.client.request({ host: ECHO_V1_HOST, path: `/pool/${i}` })))
+  t.equal((await first).status, 200)
+  t.same(statuses(burst), { 200: 1, 503: 3 }, 'one waited for the connection, three overflowed')
+  t.ok(burst.filter((r) => r.status === 503).every((r) => r.ms < 700), 'shed at once')
+  t.same([...new Set(backend.received.map((r) => r.connection))].length, 1, 'both served requests shared the one connection')
+})
+
+t.test('maxRequestsPerConnection 1: each request on a new connection; without it, one kept alive', async (t) => {
+  const backend = mesh.backend('echo-v1')
+  await mesh.client.many(4, 1, (i) => ({ host: ECHO_V1_HOST, path: `/keepalive/${i}` }))
+  t.equal(new Set(backend.received.map((r) => r.connection)).size, 1, 'one connection, reused')
+  await withResource(t, 'TrafficPolicy', 'one-per-connection', { targetRefs: [{ name: 'echo-v1' }], circuitBreaker: { maxRequestsPerConnection: 1 } })
+  backend.reset()
+  const responses = await mesh.client.many(4, 1, (i) => ({ host: ECHO_V1_HOST, path: `/fresh/${i}` }))
+  t.same(statuses(responses), { 200: 4 })
+  t.equal(new Set(backend.received.map((r) => r.connection)).size, 4, 'four requests, four connections')
+  await mesh.apply(JSON.stringify({ apiVersion: 'ambit.dev/v1alpha1', kind: 'TrafficPolicy', metadata: { name: 'one-per-connection', namespace: 'shop' }, spec: { targetRefs: [{ name: 'echo-v1' }], circuitBreaker: { maxRequestsPerConnection: 3 } } }))
+  backend.reset()
+  await mesh.client.many(6, 1, (i) => ({ host: ECHO_V1_HOST, path: `/three/${i}` }))
+  const connections = backend.received.map((r) => r.connection)
+  t.equal(new Set(connections).size, 2, 'maxRequestsPerConnection 3: six requests on two connections')
+  t.equal(connections[0], connections[2], 'the first three on one')
+})
+
 t.test('fault injection', async (t) => {
   t.test('abort 50 % with 503 measures 50 ± 5 % over 1,000 requests', async (t) => {
     await withResource(t, 'TrafficPolicy', 'abort', { targetRefs: [{ name: 'echo-v1' }], faultInjection: { abort: { httpStatus: 503, percentage: 50 } } })

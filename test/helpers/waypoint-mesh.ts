@@ -51,6 +51,8 @@ export interface ReceivedRequest {
   readonly path: string
   readonly headers: http.IncomingHttpHeaders
   readonly body: string
+  /** Which of the backend's connections it came on (1, 2...): a new number is a new connection. */
+  readonly connection: number
 }
 
 /** How a backend answers; the default, `echo`, answers 200 with the request as JSON. */
@@ -90,6 +92,8 @@ export class Backend {
   upgradeHandler: (request: http.IncomingMessage, socket: Duplex, head: Buffer) => void = (_request, socket) => socket.destroy()
   handler: BackendHandler = echo
   private readonly server: http.Server
+  private readonly connections = new WeakMap<object, number>()
+  private connectionCount = 0
 
   constructor (readonly pod: string, readonly ip: string) {
     this.server = http.createServer((req, res) => { void this.serve(req, res) })
@@ -117,7 +121,12 @@ export class Backend {
   private async serve (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const chunks: Buffer[] = []
     for await (const chunk of req) chunks.push(chunk as Buffer)
-    const request: ReceivedRequest = { pod: this.pod, method: req.method ?? '', path: req.url ?? '', headers: req.headers, body: Buffer.concat(chunks).toString() }
+    let connection = this.connections.get(req.socket)
+    if (connection === undefined) {
+      connection = ++this.connectionCount
+      this.connections.set(req.socket, connection)
+    }
+    const request: ReceivedRequest = { pod: this.pod, method: req.method ?? '', path: req.url ?? '', headers: req.headers, body: Buffer.concat(chunks).toString(), connection }
     this.received.push(request)
     this.handler(request, res)
   }
