@@ -23,7 +23,7 @@ export class MeshRegistry {
   private readonly workloadsByNode = new Map<string, WorkloadState[]>()
   private readonly compiled = new Map<string, CompiledPolicy>()
   private readonly policyLists = new Map<string, CompiledPolicy[]>()
-  private readonly servingServices = new Map<string, ServiceState | null>()
+  private readonly servingServices = new Map<string, readonly ServiceState[]>()
 
   constructor (readonly state: MeshState, readonly revision = 0) {
     for (const w of Object.values(state.workloads)) {
@@ -65,17 +65,22 @@ export class MeshRegistry {
 
   /**
    * The Service a connection to workload:targetPort most likely addressed (one whose endpoint
-   * is that workload on that port), remembered per registry: inbound asks on every connection.
+   * is that workload on that port): the first of servicesServing.
    */
   serviceServing (workload: WorkloadState, targetPort: number): ServiceState | undefined {
+    return this.servicesServing(workload, targetPort)[0]
+  }
+
+  /** Every Service whose endpoint is workload:targetPort, remembered per registry: inbound asks on every connection. */
+  servicesServing (workload: WorkloadState, targetPort: number): readonly ServiceState[] {
     const key = `${workload.key}:${targetPort}`
     let found = this.servingServices.get(key)
     if (found === undefined) {
       found = workload.services.map((s) => this.state.services[s])
-        .find((s) => s?.endpoints.some((e) => e.workload === workload.key && Object.values(e.ports).includes(targetPort))) ?? null
+        .filter((s) => s !== undefined && s.endpoints.some((e) => e.workload === workload.key && Object.values(e.ports).includes(targetPort))) as ServiceState[]
       this.servingServices.set(key, found)
     }
-    return found ?? undefined
+    return found
   }
 
   service (key: string): ServiceState | undefined {

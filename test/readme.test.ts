@@ -95,6 +95,9 @@ t.test('npm start runs the sample mesh with its demo load on the embedded store 
   // And catalog, through the waypoint: one of the two versions answers.
   const fromCatalog = await curlViaSocks({ clientIp: '127.0.0.11', proxy: { host: '127.0.0.2', port: 15080 }, url: 'http://catalog.shop.svc.cluster.local/' })
   t.match(JSON.parse(fromCatalog.stdout), { service: 'catalog', version: /^v[12]$/ }, fromCatalog.stderr)
+  // catalog-v1 has no waypoint of its own: called by name, its pod answers directly.
+  const fromV1 = await curlViaSocks({ clientIp: '127.0.0.11', proxy: { host: '127.0.0.2', port: 15080 }, url: 'http://catalog-v1.shop.svc.cluster.local/' })
+  t.match(JSON.parse(fromV1.stdout), { pod: 'catalog-v1', version: 'v1' }, `a direct call to catalog-v1 is not refused for want of the waypoint ${fromV1.stderr}`)
 
   process.kill(-child.pid!, 'SIGINT')
   const [code, signal] = await exited

@@ -21,6 +21,11 @@ t.test('per-connection lookups', async (t) => {
   t.equal(registry.resolve('127.0.0.22', 8080)?.kind, 'workload')
   t.same(registry.resolve('192.0.2.7', 443), { kind: 'passthrough', ip: '192.0.2.7', port: 443 })
   t.equal(registry.resolve('nope.example', 80), undefined)
+
+  const catalogV1 = registry.workloadByIp('127.0.0.22')!
+  t.same(registry.servicesServing(catalogV1, 8080).map((s) => s.key).sort(), ['shop/catalog', 'shop/catalog-v1'], 'a pod port reached through two Services')
+  t.equal(registry.serviceServing(catalogV1, 8080)?.key, registry.servicesServing(catalogV1, 8080)[0]?.key, 'the first of them names it in metrics')
+  t.same(registry.servicesServing(catalogV1, 9999), [], 'no Service reaches that port')
 })
 
 t.test('authorization through the registry names the deciding policy and rule', async (t) => {

@@ -50,9 +50,10 @@ export class Inbound {
         return this.refuse(401, ResponseFlags.peerIdentityMismatch, `peer identity ${attempt.peerSpiffeId} is not a workload identity`, parts)
       }
     }
-    const waypoint = requiredWaypoint(registry, service)
-    if (waypoint !== undefined && attempt.peerSpiffeId !== waypoint.spiffeId) {
-      return this.refuse(403, ResponseFlags.denied, `${destination.key}:${attempt.destination.port} is served through waypoint ${waypoint.key}; traffic must come from it`, parts)
+    const waypoints = requiredWaypoints(registry, registry.servicesServing(destination, attempt.destination.port))
+    if (waypoints !== undefined && !waypoints.some((w) => w.spiffeId === attempt.peerSpiffeId)) {
+      const names = waypoints.map((w) => w.key).join(', ')
+      return this.refuse(403, ResponseFlags.denied, `${destination.key}:${attempt.destination.port} is served through waypoint ${names}; traffic must come from it`, parts)
     }
     const decision = registry.authorize(destination, {
       source: { ...peer, ip: attempt.sourceIp },
@@ -119,14 +120,20 @@ export class Inbound {
 }
 
 /**
- * The waypoint a connection must come from when it addresses a Service that sends its traffic
- * through one (its L7 policy would be skipped otherwise). A waypoint that does not exist still
- * fails closed: its identity is '', which no peer has.
+ * The waypoints a connection must come from: when every Service that reaches this pod port
+ * sends its traffic through one (their L7 policy would be skipped otherwise). The pod port
+ * cannot tell which Service a caller addressed, so one also reached through a Service without
+ * a waypoint (catalog-v1 beside a canary-split catalog) takes direct calls, as Istio ambient
+ * does for Service-attached waypoints. A waypoint that does not exist still fails closed: its
+ * identity is '', which no peer has.
  */
-function requiredWaypoint (registry: MeshRegistry, service: ServiceState | undefined): { key: string, spiffeId: string } | undefined {
-  if (service?.waypoint === undefined) return undefined
-  const { namespace, name } = service.waypoint
-  return { key: `${namespace}/${name}`, spiffeId: registry.waypoint(namespace, name)?.spiffeId ?? '' }
+function requiredWaypoints (registry: MeshRegistry, services: readonly ServiceState[]): Array<{ key: string, spiffeId: string }> | undefined {
+  const required: Array<{ key: string, spiffeId: string }> = []
+  for (const { waypoint } of services) {
+    if (waypoint === undefined) return undefined
+    required.push({ key: `${waypoint.namespace}/${waypoint.name}`, spiffeId: registry.waypoint(waypoint.namespace, waypoint.name)?.spiffeId ?? '' })
+  }
+  return required.length === 0 ? undefined : required
 }
 
 /** '::ffff:10.0.0.1' → '10.0.0.1' (a dual-stack listener reports IPv4 peers that way). */
