@@ -43,6 +43,16 @@ function allMutualTls (t: Test, rows: readonly SummaryRow[], what: string): void
   t.ok(measured.length > 0 && measured.every((r) => r.mtls === '100%'), `${what}: all mutual TLS (${rows.map((r) => r.mtls).join(' ')})`)
 }
 
+/** Whether any process of the group led by `pid` is still running (signal 0 only checks). */
+function processGroupAlive (pid: number): boolean {
+  try {
+    process.kill(-pid, 0)
+    return true
+  } catch {
+    return false
+  }
+}
+
 // The README's first command is `npm ci && npm start`; CI has run `npm ci` already.
 t.test('npm start runs the sample mesh with its demo load on the embedded store and Ctrl-C stops it cleanly', async (t) => {
   await holdSampleAddresses(t)
@@ -106,6 +116,9 @@ t.test('npm start runs the sample mesh with its demo load on the embedded store 
   t.notMatch(output, /Error|ERR!/, 'nothing failed on the way out')
   for (const [address, port] of sampleProxyPorts()) t.notOk(await isListening(address, port), `${address}:${port} released`)
   t.notOk(await isListening('127.0.0.1', 15012), 'the CA port is released')
+  t.notOk(await isListening('127.0.0.1', 15014), 'the dashboard\'s port is released')
+  await waitFor('every process of npm start gone', () => !processGroupAlive(child.pid!), 5_000)
+  t.pass('no process of npm start is left (its process group is empty)')
   for (const [pod, port] of [['127.0.0.11', 8080], ['127.0.0.12', 8080], ['127.0.0.21', 8080], ['127.0.0.22', 8080], ['127.0.0.23', 9090]] as const) {
     t.notOk(await isListening(pod, port), `the demo app on ${pod}:${port} stopped`)
   }
