@@ -17,6 +17,7 @@ import type { MetricsSource } from './metrics-sources.js'
 import { buildSnapshot, type MeshSnapshot, type ServicePoint, type SourceStatus } from './mesh-snapshot.js'
 import { parsePrometheusText, type MetricSample } from './prometheus-text.js'
 import { edgeRates, serviceRates, totalsOf, type TrafficTotals } from './traffic.js'
+import { ruleHitsOf } from './policy-hits.js'
 
 export const DEFAULT_REFRESH_MS = 2_000
 export const DEFAULT_HISTORY_MS = 5 * 60_000
@@ -132,7 +133,8 @@ export class Dashboard {
 
   private measure (state: MeshState, now: number): MeshSnapshot {
     const byHost = new Map(Object.values(state.services).flatMap((s) => s.hostnames.map((h) => [h, s.key] as const)))
-    const totals = totalsOf([...this.readings.values()].flatMap((r) => r.samples), (host) => byHost.get(host))
+    const samples = [...this.readings.values()].flatMap((r) => r.samples)
+    const totals = totalsOf(samples, (host) => byHost.get(host))
     const seconds = this.previous === undefined ? 0 : (now - this.previous.at) / 1000
     const edges = edgeRates(this.previous?.totals, totals, seconds)
     const services = serviceRates(this.previous?.totals, totals, seconds)
@@ -145,6 +147,7 @@ export class Dashboard {
       edges,
       services,
       history: this.history,
+      ruleHits: ruleHitsOf(samples),
       certificates: this.options.certificates,
       sources: [...this.readings.values()].map((r) => r.status),
       now,

@@ -4,12 +4,11 @@
  * waypoints, routes and certificate expiry. Pure: built from the mesh state and readings the
  * caller gathered, so it is tested without any proxy.
  */
-import { MeshRegistry } from '../policy/registry.js'
 import type { MeshState, ServiceState } from '../policy/state.js'
 import type { BackendRef } from '../policy/resources.js'
 import type { EdgeRate, ServiceRate } from './traffic.js'
 import type { IssuedCertificates } from './issued-certificates.js'
-import { policyHits, ruleId } from './policy-hits.js'
+import { ruleId } from './policy-hits.js'
 
 /** One point of a Service's history. */
 export interface ServicePoint {
@@ -35,6 +34,8 @@ export interface SnapshotInput {
   readonly edges: readonly EdgeRate[]
   readonly services: ReadonlyMap<string, ServiceRate>
   readonly history: ReadonlyMap<string, readonly ServicePoint[]>
+  /** Hits per AuthorizationPolicy rule, keyed by ruleId (policy-hits.ts). */
+  readonly ruleHits: ReadonlyMap<string, number>
   readonly certificates: IssuedCertificates
   readonly sources: readonly SourceStatus[]
   readonly now: number
@@ -215,7 +216,7 @@ function columnsOf (ids: readonly string[], edges: readonly GraphEdge[]): Map<st
 }
 
 function policySummaries (input: SnapshotInput): PolicySummary[] {
-  const hits = policyHits(new MeshRegistry(input.state), input.edges.map((e) => ({ source: e.source, service: e.service, total: e.total })))
+  const hits = input.ruleHits
   return Object.entries(input.state.authorizationPolicies).sort(([a], [b]) => a.localeCompare(b)).map(([key, policy]) => ({
     key,
     action: policy.action,

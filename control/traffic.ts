@@ -36,8 +36,6 @@ export interface EdgeRate {
   readonly errorRate: number
   /** 0..1 share of calls over mutual TLS (1 without calls: nothing seen in the clear). */
   readonly mtlsShare: number
-  /** Cumulative calls counted so far, for the policy hit counts. */
-  readonly total: number
 }
 
 export interface ServiceRate {
@@ -108,8 +106,7 @@ export function edgeRates (previous: TrafficTotals | undefined, current: Traffic
       layer: now.layer,
       rps: seconds > 0 ? delta.requests / seconds : 0,
       errorRate: delta.requests > 0 ? delta.errors / delta.requests : 0,
-      mtlsShare: delta.requests > 0 ? delta.mtls / delta.requests : 1,
-      total: now.requests
+      mtlsShare: delta.requests > 0 ? delta.mtls / delta.requests : 1
     }
   })
 }

@@ -7,6 +7,7 @@ import { parsePrometheusText } from '../control/prometheus-text.js'
 import { edgeRates, quantile, serviceRates, totalsOf } from '../control/traffic.js'
 import { buildSnapshot, type ServicePoint } from '../control/mesh-snapshot.js'
 import { IssuedCertificates } from '../control/issued-certificates.js'
+import { ruleHitsOf } from '../control/policy-hits.js'
 import { shopState } from './helpers/mesh.js'
 
 t.test('parsePrometheusText reads samples, labels with escapes, special values, and skips the rest', async (t) => {
@@ -77,7 +78,7 @@ t.test('rates per edge and per Service come from the difference of two readings'
   t.equal(after.size, 5, 'unknown destinations are left out')
   const edges = edgeRates(before, after, 2)
   const webToPayments = edges.find((e) => e.source === 'shop/web' && e.service === 'shop/payments')!
-  t.match(webToPayments, { rps: 10, errorRate: 1, mtlsShare: 1, total: 30, layer: 'tcp' })
+  t.match(webToPayments, { rps: 10, errorRate: 1, mtlsShare: 1, layer: 'tcp' })
   t.match(edges.find((e) => e.source === 'shop/web' && e.service === 'shop/cart'), { rps: 10, errorRate: 0, mtlsShare: 0 })
 
   const services = serviceRates(before, after, 2)
@@ -102,8 +103,15 @@ t.test('buildSnapshot: graph of every Service and workload, traffic edges, rule 
   certificates.record({ node: cart.node, spiffeId: cart.spiffeId, serial: '01', notAfter: new Date(now + 3_600_000) })
   certificates.record({ node: cart.node, spiffeId: cart.spiffeId, serial: '00', notAfter: new Date(now + 60_000) })
   const history = new Map<string, ServicePoint[]>([['shop/payments', [{ t: now - 2000, rps: 9, successRate: 0.6 }, { t: now, rps: 10, successRate: 0.6 }]]])
+  const ruleHits = ruleHitsOf(parsePrometheusText([
+    'ambit_authorization_rule_hits_total{policy="shop/deny-web-to-payments",rule="0",action="DENY",node="node-b"} 8',
+    'ambit_authorization_rule_hits_total{policy="shop/payments-from-cart",rule="0",action="ALLOW",node="node-b"} 10',
+    // The same rule counted by another proxy adds up.
+    'ambit_authorization_rule_hits_total{policy="shop/payments-from-cart",rule="0",action="ALLOW",node="node-a"} 2',
+    'istio_tcp_connections_opened_total{policy="shop/payments-from-cart",rule="0"} 99'
+  ].join('\n')))
   const snapshot = buildSnapshot({
-    state, revision: 7, edges: edgeRates(before, after, 2), services: serviceRates(before, after, 2), history,
+    state, revision: 7, edges: edgeRates(before, after, 2), services: serviceRates(before, after, 2), history, ruleHits,
     certificates, sources: [{ name: 'ztunnel node-b', stale: false, lastSuccess: now }], now, sequence: 3
   })
   t.match(snapshot, { sequence: 3, revision: 7, time: '2030-01-01T00:00:00.000Z', totals: { rps: 10 } })
@@ -121,8 +129,9 @@ t.test('buildSnapshot: graph of every Service and workload, traffic edges, rule 
   t.equal(payments.history.length, 2)
 
   const hits = Object.fromEntries(snapshot.policies.map((p) => [p.key, p.rules.map((r) => r.hits)]))
-  t.same(hits['shop/deny-web-to-payments'], [8], 'web\'s calls are credited to the DENY rule')
-  t.same(hits['shop/payments-from-cart'], [12], 'cart\'s to the ALLOW rule')
+  t.same(hits['shop/deny-web-to-payments'], [8], 'the DENY rule\'s hits, as the proxies counted them')
+  t.same(hits['shop/payments-from-cart'], [12], 'the ALLOW rule\'s, summed over the proxies (and no other metric)')
+  t.same(hits['ambit-system/audit-cross-namespace'], [0], 'a rule nothing hit')
   t.equal(snapshot.policies.find((p) => p.key === 'shop/payments-from-cart')!.action, 'ALLOW')
 
   for (const route of snapshot.routes) {

@@ -175,6 +175,8 @@ t.test('in-process mesh', async (t) => {
     t.same(refusals.map((s) => s.value), [1, 1, 1], 'three refusals, one connection each')
     t.same(flagOf('unknown').sort(), ['TLS_NO_CLIENT_CERT', 'TLS_UNTRUSTED_CERT'], 'the TLS refusals carry their own flags')
     t.same(flagOf('spiffe://cluster.local/ns/demo/sa/intruder'), ['UAEX'], 'the policy refusal is UAEX, with the intruder\'s principal')
+    t.same(samplesOf(metrics, 'ambit_authorization_rule_hits_total', { policy: 'demo/deny-intruder' }).map((s) => [s.labels.rule, s.labels.action, s.value]),
+      [['0', 'DENY', 1]], 'the deciding rule counted its hit')
 
     const reasons = mesh.logs.filter((r) => r.node === 'node-b' && /refused/.test(r.msg))
     t.ok(reasons.some((r) => r.msg === 'HBONE connection refused' && r.reason === 'no-client-certificate'), 'logged: no-client-certificate')

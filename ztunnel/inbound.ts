@@ -59,6 +59,7 @@ export class Inbound {
       source: { ...peer, ip: attempt.sourceIp },
       destination: attempt.destination
     })
+    this.context.metrics.ruleHits.record(decision)
     if (!decision.allowed) return this.refuse(403, ResponseFlags.denied, decision.reason, parts)
     try {
       const upstream = await this.context.connectTcp(attempt.destination.ip, attempt.destination.port)

@@ -5,6 +5,7 @@
 import { Counter, Gauge, Registry } from 'prom-client'
 import { registerProcessMetrics } from '../proxy/process-metrics.js'
 import { stateGauges, type StateGauges } from '../proxy/state-metrics.js'
+import { RuleHits } from '../proxy/rule-hits.js'
 
 export const TCP_LABELS = [
   'reporter', 'source_workload', 'source_workload_namespace', 'source_principal',
@@ -48,6 +49,7 @@ export class ZtunnelMetrics {
   readonly state: StateGauges
   readonly certificates: Gauge<'state'>
   readonly activeConnections: Gauge<'direction'>
+  readonly ruleHits: RuleHits
 
   /** Byte counts of open connections not yet added to the counters (see connection()). */
   private readonly unflushed = new Set<PendingBytes>()
@@ -63,6 +65,7 @@ export class ZtunnelMetrics {
     this.state = stateGauges(this.registry)
     this.certificates = new Gauge({ name: 'ambit_workload_certificates', help: 'Workload certificates held, by state', labelNames: ['state'], registers: [this.registry] })
     this.activeConnections = new Gauge({ name: 'ambit_active_connections', help: 'Connections being proxied now', labelNames: ['direction'], registers: [this.registry] })
+    this.ruleHits = new RuleHits(this.registry)
     registerProcessMetrics(this.registry)
   }
 
