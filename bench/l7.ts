@@ -101,8 +101,8 @@ interface RunningSetup {
 
 interface Started {
   readonly setups: RunningSetup[]
-  /** The processes running a waypoint, profiled with --profile. */
-  readonly waypoints: readonly Child[]
+  /** The processes --profile profiles: the two running a waypoint, and bare fastify to compare with. */
+  readonly profiled: readonly Child[]
 }
 
 async function startAll (dir: string, processes: ProcessSet): Promise<Started> {
@@ -119,7 +119,7 @@ async function startAll (dir: string, processes: ProcessSet): Promise<Started> {
   const nginx = processes.start('nginx (server)', 'nginx', ['-c', await file('nginx.conf', nginxConfig(dir, SERVER)), '-g', 'daemon off;'])
   const nginxProxy = processes.start('nginx (proxy)', 'nginx', ['-c', await file('nginx-proxy.conf', nginxProxyConfig(join(dir, 'nginx-proxy'), NGINX_PROXY, SERVER)), '-g', 'daemon off;'])
   const haproxy = processes.start('haproxy', 'haproxy', ['-db', '-f', await file('haproxy.cfg', haproxyHttpConfig(HAPROXY, SERVER))])
-  const fastify = processes.start('fastify proxy', process.execPath, [FASTIFY_PROXY, '--listen', hostPort(FASTIFY), '--target', hostPort(SERVER)])
+  const fastify = processes.start('fastify proxy', process.execPath, [...profiled('fastify'), FASTIFY_PROXY, '--listen', hostPort(FASTIFY), '--target', hostPort(SERVER)])
   const alone = processes.start('waypoint alone', process.execPath, [...profiled('waypoint-alone'), WAYPOINT_ALONE_SCRIPT,
     '--mesh', join(dir, 'alone-mesh'), '--listen', hostPort(WAYPOINT_ALONE), '--ca-address', `${ALONE_NET}.1`])
   const ambit = processes.start('ambit up', process.execPath, [...profiled('ambit-up'), CLI, 'up', '-f', join(dir, 'mesh'),
@@ -147,7 +147,7 @@ async function startAll (dir: string, processes: ProcessSet): Promise<Started> {
   await Promise.all(setups.map(async (s) => await waitForAnswer(s.url, (a) => a.status === 200 && a.body === 'ok', STARTUP_TIMEOUT_MS, s.bridge ?? s.proxies[0] ?? nginx)))
   return {
     setups: setups.filter((s) => options.only === undefined || options.only.includes(s.name)),
-    waypoints: [alone, ambit]
+    profiled: [alone, ambit, fastify]
   }
 }
 
@@ -196,7 +196,7 @@ async function main (): Promise<void> {
   }
   try {
     console.error(`bench/l7: starting nginx (server and proxy), haproxy, fastify, the waypoint alone, ambit up and the bridge (in ${dir})`)
-    const { setups, waypoints } = await startAll(dir, processes)
+    const { setups, profiled } = await startAll(dir, processes)
     const rows: L7Row[] = []
     for (const setup of setups) {
       const row = await measure(setup)
@@ -215,9 +215,10 @@ async function main (): Promise<void> {
     console.log(verdictTable(rows))
     if (options.verbose) for (const child of processes.list()) console.error(`--- ${child.name} said:\n${child.output()}`)
     if (options.profile) {
-      for (const child of waypoints) await processes.stop(child, 20_000)
+      for (const child of profiled) await processes.stop(child, 20_000)
       await printProfile(join(dir, 'profile', 'waypoint-alone'), 'the waypoint alone')
       await printProfile(join(dir, 'profile', 'ambit-up'), 'ambit up (ztunnels + waypoint)')
+      await printProfile(join(dir, 'profile', 'fastify'), 'bare fastify')
     }
     console.error(`bench/l7: done in ${Math.round((Date.now() - started) / 1000)} s`)
   } finally {

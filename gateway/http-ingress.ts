@@ -6,7 +6,8 @@
  */
 import http from 'node:http'
 import http2 from 'node:http2'
-import { Duplex, Writable } from 'node:stream'
+import net from 'node:net'
+import { Duplex } from 'node:stream'
 import type { ServicePortState, ServiceState } from '../policy/state.js'
 
 export interface TunnelContext {
@@ -72,7 +73,7 @@ export class HttpIngress {
 
   /** Hands one tunnel to the right server, once its first bytes say which protocol it speaks. */
   accept (stream: Duplex, context: TunnelContext): void {
-    const tunnel = bufferWrites(stream)
+    const tunnel = asConnection(stream)
     tunnel.on('error', () => tunnel.destroy())
     const onReadable = (): void => {
       const head = tunnel.read() as Buffer | null
@@ -106,36 +107,60 @@ export class HttpIngress {
 }
 
 /**
- * The HTTP server writes latin1 strings with writev; an HTTP/2 stream given such chunks sends
- * corrupted bytes (seen on Node 20). Everything written is turned into Buffers first.
- *
- * The server corks a response's head and body together, but Duplex.from hands them over one
- * chunk at a time; corking the tunnel until the next tick sends them in one write again (one
- * syscall, or one HTTP/2 DATA frame, instead of one per chunk: bench/l7 measured it).
+ * What the HTTP servers are handed for one tunnel. A TCP socket (plain HTTP: benchmarks and
+ * tests) is used as it is, so Node's HTTP/1 parser reads it straight from its handle. An HBONE
+ * tunnel is an HTTP/2 stream, which needs TunnelSocket.
  */
-function bufferWrites (stream: Duplex): Duplex {
-  const writer = new Writable({
-    write (chunk: Buffer | string, encoding, callback) {
-      if (stream.writableCorked === 0) {
-        stream.cork()
-        process.nextTick(() => stream.uncork())
-      }
-      // Not waiting for this write's callback lets the batch's next chunk join the corked write;
-      // backpressure is kept through 'drain', and a failed write destroys the tunnel (readable side).
-      if (stream.write(typeof chunk === 'string' ? Buffer.from(chunk, encoding) : chunk)) callback()
-      else stream.once('drain', () => callback())
-    },
-    final (callback) {
-      stream.end(callback)
-    },
-    destroy (err, callback) {
-      // What was written just before (a 400 before the server drops a bad client) goes out first.
-      if (stream.writableCorked > 0) stream.uncork()
-      stream.destroy(err ?? undefined)
-      callback(err)
-    }
-  })
-  return Duplex.from({ readable: stream, writable: writer })
+function asConnection (stream: Duplex): Duplex {
+  return stream instanceof net.Socket ? stream : new TunnelSocket(stream)
+}
+
+/**
+ * An HTTP/2 stream (an HBONE tunnel) made fit to be an HTTP server's socket.
+ *
+ * The HTTP server writes latin1 strings with writev; an HTTP/2 stream given such chunks sends
+ * corrupted bytes (seen on Node 20), so everything is turned into Buffers first. The server
+ * corks a response's head and body together: _writev gets them as one batch and writes them as
+ * one Buffer (one HTTP/2 DATA frame instead of one per chunk: bench/l7 measured it).
+ *
+ * Reading, it passes the tunnel's chunks on, pausing the tunnel while its own buffer is full.
+ * A write completes when the tunnel's write does, so the server sees the tunnel's backpressure.
+ */
+class TunnelSocket extends Duplex {
+  constructor (private readonly tunnel: Duplex) {
+    super()
+    tunnel.on('data', (chunk: Buffer) => {
+      if (!this.push(chunk)) tunnel.pause()
+    })
+    tunnel.once('end', () => this.push(null))
+    tunnel.once('error', (err) => this.destroy(err))
+    // A tunnel reset or closed under us leaves nothing to read or write.
+    tunnel.once('close', () => this.destroy())
+  }
+
+  override _read (): void {
+    this.tunnel.resume()
+  }
+
+  override _write (chunk: Buffer | string, encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    this.tunnel.write(typeof chunk === 'string' ? Buffer.from(chunk, encoding) : chunk, callback)
+  }
+
+  override _writev (chunks: { chunk: Buffer | string, encoding: BufferEncoding }[], callback: (error?: Error | null) => void): void {
+    const buffers = chunks.map(({ chunk, encoding }) => typeof chunk === 'string' ? Buffer.from(chunk, encoding) : chunk)
+    this.tunnel.write(buffers.length === 1 ? buffers[0] : Buffer.concat(buffers), callback)
+  }
+
+  override _final (callback: (error?: Error | null) => void): void {
+    this.tunnel.end(callback)
+  }
+
+  override _destroy (err: Error | null, callback: (error?: Error | null) => void): void {
+    // What was written just before (a 400 before the server drops a bad client) is already in
+    // the tunnel's queue, and goes out before the reset.
+    this.tunnel.destroy(err ?? undefined)
+    callback(err)
+  }
 }
 
 function startsWith (head: Buffer, prefix: Buffer): boolean {

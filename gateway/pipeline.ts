@@ -5,8 +5,7 @@
  * forwarding with retries and timeouts → response filters, metrics and an access log line.
  */
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import { Transform, type Readable } from 'node:stream'
-import type { Logger } from 'pino'
+import type { Readable } from 'node:stream'
 import type { MeshRegistry } from '../policy/registry.js'
 import type { EndpointState, MeshState, ServiceState, WorkloadState } from '../policy/state.js'
 import type { BackendRef, HTTPRouteFilter } from '../policy/resources.js'
@@ -34,7 +33,15 @@ export interface PipelineDeps {
   readonly upstream: UpstreamPools
   readonly metrics: WaypointMetrics
   /** One JSON line per request; undefined turns the access log off. */
-  readonly accessLog?: Logger
+  readonly accessLog?: AccessLog
+}
+
+/**
+ * Where access log records go: pino's `info(record, msg)`, so a pino Logger is one (tests
+ * capture lines with one); cli/log.ts's createAccessLogger is a cheaper writer of the same lines.
+ */
+export interface AccessLog {
+  info (record: object, msg: string): void
 }
 
 /** Envoy's response flags for what the waypoint itself decided. */
@@ -76,6 +83,7 @@ interface ForwardPlan {
   /** The backend Service's port (each endpoint maps it to its own target port). */
   readonly port: number
   readonly match: RouteMatch | undefined
+  /** The request's headers after the route's filters; each protocol's forwarding adds the rest. */
   readonly headers: HeaderRecord
   readonly path: string
   readonly filters: readonly HTTPRouteFilter[]
@@ -150,7 +158,7 @@ export class RequestPipeline {
     await this.forward(x, {
       runtime, backend, match, filters, ruleTimeouts,
       port: backendRef?.port ?? x.tunnel.port.port,
-      headers: upstreamHeaders(filtered.headers, x.trace),
+      headers: filtered.headers,
       path: filtered.path,
       deadline: ruleTimeouts.requestMs === undefined ? undefined : Date.now() + ruleTimeouts.requestMs
     })
@@ -255,7 +263,7 @@ export class RequestPipeline {
       this.startTry(x, plan, endpoint)
       let delayMs = 0
       const result = await forwardHttp2(this.deps.h2, x.request, x.reply, {
-        ip: endpoint.ip, port: endpoint.ports[String(plan.port)]!, path: plan.path, headers: plan.headers,
+        ip: endpoint.ip, port: endpoint.ports[String(plan.port)]!, path: plan.path, headers: upstreamHeaders(plan.headers, x.trace),
         timeoutMs: tryTimeoutMs(plan.ruleTimeouts, plan.deadline, Date.now()) ?? DEFAULT_TRY_TIMEOUT_MS,
         body: attempt === 1 ? body : body.replay()!,
         rewriteResponseHeaders: (h) => applyResponseFilters(plan.filters, h),
@@ -283,7 +291,7 @@ export class RequestPipeline {
    * it at the new endpoint, with what is left of the request timeout and the body replayed.
    */
   private forwardHttp1 (x: Exchange, plan: ForwardPlan, first: EndpointState): void {
-    const headers = http1Headers(plan.headers)
+    const headers = http1Headers(plan.headers, x.trace)
     if (plan.runtime.ownPool) {
       const maxPending = plan.runtime.spec.circuitBreaker?.maxPendingRequests
       if (maxPending !== undefined && this.deps.upstream.queued(plan.backend.key) >= maxPending) return this.local(x, 503, Flags.overflow, 'upstream overflow\n')
@@ -299,7 +307,8 @@ export class RequestPipeline {
     void x.reply.from(this.startTry(x, plan, first), {
       timeout: tryTimeoutMs(plan.ruleTimeouts, plan.deadline, Date.now()) ?? DEFAULT_TRY_TIMEOUT_MS,
       rewriteRequestHeaders: () => headers,
-      rewriteHeaders: (h) => applyResponseFilters(plan.filters, h),
+      // Without filters the answer's headers go on as they are (no copy per request).
+      ...(plan.filters.length > 0 && { rewriteHeaders: (h) => applyResponseFilters(plan.filters, h) }),
       retryDelay: ({ err, req, res, attempt }) => {
         const status = res?.statusCode
         const error = err === undefined || err === null ? undefined : tryErrorOf(err as NodeJS.ErrnoException)
@@ -377,7 +386,7 @@ export class RequestPipeline {
     const duration = performance.now() - x.started
     const status = x.reply.raw.statusCode
     const labels = this.labels(x, status)
-    this.deps.metrics.request(labels, duration, x.requestBytes + headerBytes(x.request.headers), x.responseBytes)
+    this.deps.metrics.request(labels, duration, x.requestBytes + headerBytes(x.request.raw.rawHeaders), x.responseBytes)
     this.deps.accessLog?.info({
       method: x.request.method,
       authority: headerString(x.request.headers.host) ?? headerString(x.request.headers[':authority']),
@@ -419,7 +428,7 @@ export class RequestPipeline {
  */
 function withCurrentService (tunnel: TunnelContext, registry: MeshRegistry): TunnelContext {
   const service = registry.service(tunnel.service.key)
-  return service === undefined ? tunnel : { ...tunnel, service }
+  return service === undefined || service === tunnel.service ? tunnel : { ...tunnel, service }
 }
 
 function sourceWorkload (registry: MeshRegistry, tunnel: TunnelContext): WorkloadState | undefined {
@@ -463,13 +472,21 @@ function upstreamHeaders (filtered: HeaderRecord, trace: TraceContext): HeaderRe
   return headers
 }
 
-/** Request headers as HTTP/1.1 carries them: no HTTP/2 pseudo-headers; :authority becomes Host. */
-function http1Headers (headers: HeaderRecord): HeaderRecord {
+/**
+ * The request's headers as they go upstream over HTTP/1.1, built in one pass (this runs on every
+ * request): as upstreamHeaders, without HTTP/2 pseudo-headers, and :authority becomes Host.
+ */
+function http1Headers (filtered: HeaderRecord, trace: TraceContext): HeaderRecord {
   const out: HeaderRecord = {}
-  for (const [name, value] of Object.entries(headers)) if (!name.startsWith(':')) out[name] = value
-  out.host ??= headers[':authority']
+  for (const name in filtered) {
+    if (name.charCodeAt(0) !== COLON && name !== 'connection') out[name] = filtered[name]
+  }
+  out.traceparent = formatTraceparent(trace)
+  out.host ??= filtered[':authority']
   return out
 }
+
+const COLON = 0x3a
 
 /**
  * Gateway API retries have no field for it (GEP-1731), so an HTTPRoute opts in to retrying
@@ -492,22 +509,22 @@ function headerString (value: string | string[] | undefined): string | undefined
   return Array.isArray(value) ? value[0] : value
 }
 
-function headerBytes (headers: FastifyRequest['headers']): number {
+/** The request's header lines as received ("name: value\r\n"), from Node's flat name, value list. */
+function headerBytes (rawHeaders: readonly string[]): number {
   let total = 0
-  for (const [name, value] of Object.entries(headers)) total += name.length + 4 + String(value ?? '').length
+  for (const part of rawHeaders) total += part.length + 2
   return total
 }
 
-/** The same bytes, counted as they pass (a Transform: no 'data' listener, so no early flow). */
+/**
+ * Counts a response body's bytes as fastify pipes it to the client, without a stream layer in
+ * between. The 'data' listener goes on once the pipe has started the stream flowing ('resume'):
+ * added earlier, it would start the flow itself and lose the first chunks; added then, it
+ * changes nothing of the pipe's flow or backpressure.
+ */
 function countBytes (stream: Readable, add: (n: number) => void): Readable {
-  const counter = new Transform({
-    transform (chunk: Buffer, _encoding, callback) {
-      add(chunk.length)
-      callback(null, chunk)
-    }
-  })
-  stream.on('error', (err) => counter.destroy(err))
-  return stream.pipe(counter)
+  stream.once('resume', () => stream.on('data', (chunk: Buffer) => add(chunk.length)))
+  return stream
 }
 
 /** The request reply-from sends again on a retry (its `retryDelay` hook gets it typed as a request). */

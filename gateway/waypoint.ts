@@ -25,7 +25,7 @@ import { connectTcp } from '../proxy/connect.js'
 import { trackState } from '../proxy/state-metrics.js'
 import { startAdmin, DEFAULT_ADMIN_PORTS, type AdminPorts, type AdminServers } from '../proxy/admin.js'
 import { HTTP_LIMITS, HttpIngress, type HttpLimits, type TunnelContext } from './http-ingress.js'
-import { RequestPipeline } from './pipeline.js'
+import { RequestPipeline, type AccessLog } from './pipeline.js'
 import { passUpgrade } from './upgrade.js'
 import { ServiceRuntimes } from './service-runtime.js'
 import { WaypointMetrics } from './metrics.js'
@@ -45,7 +45,7 @@ export interface WaypointOptions {
   readonly certificateSource: (trustBundle: readonly string[]) => CertificateSource
   readonly logger: Logger
   /** One JSON line per request (off when undefined). */
-  readonly accessLog?: Logger
+  readonly accessLog?: AccessLog
   /** Where HBONE listens; default: the waypoint's only instance address in the mesh state. */
   readonly listenAddress?: string
   readonly adminAddress?: string
