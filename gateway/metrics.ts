@@ -10,6 +10,7 @@
 import { Counter, Registry, type Metric } from 'prom-client'
 import { registerProcessMetrics } from '../proxy/process-metrics.js'
 import { stateGauges, type StateGauges } from '../proxy/state-metrics.js'
+import { RuleHits } from '../proxy/rule-hits.js'
 
 export const HTTP_LABELS = [
   'reporter', 'source_workload', 'source_workload_namespace', 'source_principal',
@@ -29,6 +30,7 @@ export class WaypointMetrics {
   private readonly series = new Map<string, HttpSeries>()
   readonly rateLimitFailOpen: Counter<'destination_service'>
   readonly outlierEjections: Counter<'destination_service'>
+  readonly ruleHits: RuleHits
   readonly state: StateGauges
 
   constructor (waypoint: string) {
@@ -47,6 +49,7 @@ export class WaypointMetrics {
     }
     this.rateLimitFailOpen = new Counter({ name: 'ambit_ratelimit_fail_open_total', help: 'Requests let through because the global rate limit store was unreachable', labelNames: ['destination_service'], registers })
     this.outlierEjections = new Counter({ name: 'ambit_outlier_ejections_total', help: 'Endpoints ejected by outlier detection', labelNames: ['destination_service'], registers })
+    this.ruleHits = new RuleHits(this.registry)
     this.state = stateGauges(this.registry)
     registerProcessMetrics(this.registry)
   }

@@ -134,8 +134,9 @@ export class RequestPipeline {
     const state = registry.state
     x.source = sourceWorkload(registry, x.tunnel)
     const frontend = this.deps.runtimes.frontend(state, x.tunnel.service, x.tunnel.port.port)
-    if (!allowedAtWaypoint(frontend.policies, x.tunnel, x.request.method, x.request.url, x.request.headers)) return this.local(x, 403, Flags.denied, DENIED_BODY)
-    const match = frontend.routes === undefined || frontend.routes.empty ? undefined : frontend.routes.match(routeRequest(x))
+    const request = routeRequest(x)
+    if (!allowedAtWaypoint(frontend.policies, x.tunnel, request, this.deps.metrics.ruleHits)) return this.local(x, 403, Flags.denied, DENIED_BODY)
+    const match = frontend.routes === undefined || frontend.routes.empty ? undefined : frontend.routes.match(request)
     if (frontend.routes !== undefined && !frontend.routes.empty && match === undefined) return this.local(x, 404, Flags.noRoute, 'no route\n')
     const filters = match?.rule.filters ?? []
     const filtered = applyRequestFilters(filters, { path: x.request.url, headers: x.request.headers, port: x.tunnel.port.port }, match?.kind === 'HTTPRoute' ? match.match.path : undefined)

@@ -11,6 +11,7 @@ import type { HttpIngress } from './http-ingress.js'
 import type { ServiceRuntimes } from './service-runtime.js'
 import type { TunnelOpener } from './upstream.js'
 import { allowedAtWaypoint } from './l7-authz.js'
+import type { RuleHits } from '../proxy/rule-hits.js'
 import { chooseBackendService } from './pipeline.js'
 
 export interface UpgradeDeps {
@@ -18,6 +19,7 @@ export interface UpgradeDeps {
   readonly runtimes: ServiceRuntimes
   readonly ingress: HttpIngress
   readonly open: TunnelOpener
+  readonly ruleHits: RuleHits
 }
 
 export async function passUpgrade (deps: UpgradeDeps, request: http.IncomingMessage, client: Duplex, head: Buffer): Promise<void> {
@@ -28,7 +30,7 @@ export async function passUpgrade (deps: UpgradeDeps, request: http.IncomingMess
   const frontend = deps.runtimes.frontend(registry.state, tunnel.service, tunnel.port.port)
   const method = request.method ?? 'GET'
   const path = request.url ?? '/'
-  if (!allowedAtWaypoint(frontend.policies, tunnel, method, path, request.headers)) return refuse(client, 403, 'Forbidden')
+  if (!allowedAtWaypoint(frontend.policies, tunnel, { method, path, headers: request.headers }, deps.ruleHits)) return refuse(client, 403, 'Forbidden')
   const routed = frontend.routes === undefined || frontend.routes.empty
   const match = routed ? undefined : frontend.routes!.match({ method, path, headers: request.headers })
   if (!routed && match === undefined) return refuse(client, 404, 'Not Found')

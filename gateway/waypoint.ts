@@ -90,7 +90,7 @@ export class Waypoint {
     })
     this.ingress = new HttpIngress((req, res) => this.handlers.http1?.(req, res), (req, res) => this.handlers.http2?.(req, res), { ...HTTP_LIMITS, ...options.httpLimits })
     this.ingress.http1.on('upgrade', (request: http.IncomingMessage, socket: Duplex, head: Buffer) => {
-      void passUpgrade({ registry: () => this.current, runtimes: this.runtimes, ingress: this.ingress, open }, request, socket, head)
+      void passUpgrade({ registry: () => this.current, runtimes: this.runtimes, ingress: this.ingress, open, ruleHits: this.metrics.ruleHits }, request, socket, head)
     })
     this.pipeline = new RequestPipeline({
       registry: () => this.current,

@@ -20,7 +20,7 @@ import { startWaypointMesh } from './helpers/waypoint-b-mesh.js'
 import { meshRequest, startMeshBridge, type MeshBridge } from './helpers/waypoint-b-bridge.js'
 import { startWebPod, type WebAnswer } from './helpers/waypoint-b-pods.js'
 import { socks5Connect } from './helpers/socks5-client.js'
-import { scrape, sumOf } from './helpers/prometheus.js'
+import { samplesOf, scrape, sumOf } from './helpers/prometheus.js'
 import { waitFor } from './helpers/wait.js'
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/waypoint-b/policy', import.meta.url))
@@ -87,6 +87,8 @@ t.test('DENY POST /admin* answers 403 to those requests only, naming nothing int
   await waitFor('the waypoint counts the denials', async () =>
     sumOf(await scrape(mesh.waypointMetricsUrl(WAYPOINT)), 'istio_requests_total', { response_code: '403', response_flags: 'UAEX', destination_service: WEB_HOST }) === 4, 10_000)
   t.pass('istio_requests_total counts 4 denials (403, UAEX)')
+  const hits = samplesOf(await scrape(mesh.waypointMetricsUrl(WAYPOINT)), 'ambit_authorization_rule_hits_total', {}).map((s) => [s.labels.policy, s.labels.rule, s.labels.action, s.value])
+  t.same(hits, [['wpb-policy/no-admin-writes', '0', 'DENY', 4]], 'the waypoint counted the DENY rule\'s four hits (the allowed requests matched no rule)')
 })
 
 t.test('a Service served by a waypoint takes traffic only from the waypoint', async (t) => {
