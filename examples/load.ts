@@ -52,6 +52,12 @@ const MIX = [
 ] as const
 
 const INTERVAL_MS = 50
+/**
+ * How often a gRPC channel whose connection was refused tries again. Meanwhile its calls fail at
+ * once (UNAVAILABLE), and the bridge still knows why: a denied caller makes one refused
+ * connection a second, not one per call or faster.
+ */
+const RECONNECT_BACKOFF_MS = 1000
 const CALL_TIMEOUT_MS = 2_000
 
 export class LoadGenerator {
@@ -192,9 +198,8 @@ class GrpcBridge {
   async pay (): Promise<Answer> {
     this.client ??= paymentsClient(`127.0.0.1:${(this.server.address() as net.AddressInfo).port}`, {
       'grpc.default_authority': `${this.route.host}:${this.route.port}`,
-      // A refused connection should be retried on the next call, not after a growing backoff.
-      'grpc.initial_reconnect_backoff_ms': INTERVAL_MS,
-      'grpc.max_reconnect_backoff_ms': INTERVAL_MS
+      'grpc.initial_reconnect_backoff_ms': RECONNECT_BACKOFF_MS,
+      'grpc.max_reconnect_backoff_ms': RECONNECT_BACKOFF_MS
     })
     const client = this.client
     const reply = await new Promise<{ version: string }>((resolve, reject) => {

@@ -15,7 +15,7 @@ import { routeResource, type RouteMatch } from '../policy/route-match.js'
 import { applyRequestFilters, applyResponseFilters, type HeaderRecord } from './filters.js'
 import { chooseBackend } from './backends.js'
 import { decideFault } from './faults.js'
-import { rulePolicy, shouldRetry, timeouts, tryTimeoutMs, type RetryPolicy, type RuleTimeouts, type TryError } from './retry.js'
+import { IDEMPOTENT_METHODS, rulePolicy, shouldRetry, timeouts, tryTimeoutMs, type RetryPolicy, type RuleTimeouts, type TryError } from './retry.js'
 import { replayable, type ReplayableBody } from './replay-body.js'
 import { formatTraceparent, nextHop, type TraceContext } from './trace.js'
 import type { HttpLabels, WaypointMetrics } from './metrics.js'
@@ -74,6 +74,10 @@ interface Exchange {
   requestBytes: number
   responseBytes: number
   grpcStatus?: string
+  /** The circuit breaker's request slot, given back when the request ends. */
+  release?: () => void
+  /** The request timeout's timer, cleared when the request ends. */
+  deadlineTimer?: NodeJS.Timeout
 }
 
 /** What every try of one request shares. */
@@ -103,6 +107,7 @@ interface Retries {
 const NO_ENDPOINTS: ReadonlySet<string> = new Set()
 /** A request no route matched (a Service without routes) gets the implicit retry policy. */
 const NO_RULE = { matches: [], filters: [], backendRefs: [] }
+const IMPLICIT_POLICY = rulePolicy(NO_RULE)
 const DENIED_BODY = 'RBAC: access denied\n'
 const DEFAULT_TRY_TIMEOUT_MS = 30_000
 
@@ -125,6 +130,7 @@ export class RequestPipeline {
       requestBytes: 0,
       responseBytes: 0
     }
+    // One listener does all the request's end-of-life work (metrics, log, breaker, timer).
     reply.raw.once('close', () => this.finish(exchange))
     await this.route(exchange)
   }
@@ -154,7 +160,7 @@ export class RequestPipeline {
     if (!(await this.passesFaultsAndLimits(x, runtime))) return
     const release = runtime.breaker.tryAcquire('request')
     if (release === undefined) return this.local(x, 503, Flags.overflow, 'upstream overflow\n')
-    x.reply.raw.once('close', release)
+    x.release = release
     const ruleTimeouts = match === undefined ? {} : timeouts(match.rule)
     await this.forward(x, {
       runtime, backend, match, filters, ruleTimeouts,
@@ -224,9 +230,14 @@ export class RequestPipeline {
     this.forwardHttp1(x, plan, endpoint)
   }
 
-  /** The retry rules of this request: its route's policy, whether its method may be retried, its body kept for a replay. */
-  private retries (plan: ForwardPlan, body: ReplayableBody | undefined): Retries {
-    return { policy: rulePolicy(plan.match?.rule ?? NO_RULE), nonIdempotentAllowed: retriesNonIdempotent(this.deps.registry().state, plan.match), body }
+  /**
+   * The retry rules of this request: its route's policy, whether its method may be retried, its
+   * body kept for a replay. (The route's annotation matters only to a method that is not
+   * idempotent: others are retried whatever it says, so it is not looked up for them.)
+   */
+  private retries (x: Exchange, plan: ForwardPlan, body: ReplayableBody | undefined): Retries {
+    const nonIdempotentAllowed = !IDEMPOTENT_METHODS.has(x.request.method) && retriesNonIdempotent(this.deps.registry().state, plan.match)
+    return { policy: policyOf(plan.match), nonIdempotentAllowed, body }
   }
 
   /**
@@ -257,7 +268,7 @@ export class RequestPipeline {
   /** HTTP/2 and gRPC: tries in a loop, each on the endpoint's shared HTTP/2 session. */
   private async forwardHttp2 (x: Exchange, plan: ForwardPlan, first: EndpointState): Promise<void> {
     const body = replayable(x.request.raw as unknown as Readable, (n) => { x.requestBytes += n })
-    const retries = this.retries(plan, body)
+    const retries = this.retries(x, plan, body)
     const tried = new Set([first.ip])
     let endpoint = first
     for (let attempt = 1; ; attempt++) {
@@ -302,7 +313,7 @@ export class RequestPipeline {
     // reply-from refuses a stream given as `body` ("not supported yet") but streams request.body.
     const body = source === undefined ? undefined : replayable(source, (n) => { x.requestBytes += n })
     if (body !== undefined) x.request.body = body
-    const retries = this.retries(plan, body)
+    const retries = this.retries(x, plan, body)
     let endpoint = first
     const tried = new Set([first.ip])
     void x.reply.from(this.startTry(x, plan, first), {
@@ -312,6 +323,9 @@ export class RequestPipeline {
       ...(plan.filters.length > 0 && { rewriteHeaders: (h) => applyResponseFilters(plan.filters, h) }),
       retryDelay: ({ err, req, res, attempt }) => {
         const status = res?.statusCode
+        // reply-from asks after every try: an answer whose status the policy does not retry
+        // (nearly all of them) needs no more thought.
+        if ((err === undefined || err === null) && (status === undefined || !retries.policy.codes.has(status))) return null
         const error = err === undefined || err === null ? undefined : tryErrorOf(err as NodeJS.ErrnoException)
         const outcome = { ...(status !== undefined && { status }), ...(error !== undefined && { error }) }
         const delayMs = this.retryDelay(x, plan, retries, attempt + 1, outcome)
@@ -355,11 +369,10 @@ export class RequestPipeline {
 
   /** A request timeout covers every try: when it passes, the client gets 504 at once. */
   private enforceDeadline (x: Exchange, deadline: number): void {
-    const timer = setTimeout(() => {
+    x.deadlineTimer = setTimeout(() => {
       if (x.reply.sent || x.reply.raw.headersSent) return
       this.local(x, 504, Flags.timeout, 'upstream request timeout\n')
     }, Math.max(0, deadline - Date.now()))
-    x.reply.raw.once('close', () => clearTimeout(timer))
   }
 
   /** An answer the waypoint gives itself (denied, no route, fault, limit...). */
@@ -384,6 +397,8 @@ export class RequestPipeline {
   }
 
   private finish (x: Exchange): void {
+    x.release?.()
+    clearTimeout(x.deadlineTimer)
     const duration = performance.now() - x.started
     const status = x.reply.raw.statusCode
     const labels = this.labels(x, status)
@@ -488,6 +503,19 @@ function http1Headers (filtered: HeaderRecord, trace: TraceContext): HeaderRecor
 }
 
 const COLON = 0x3a
+
+/** Each rule's retry policy, made once, not per request (rules are immutable: a state update brings new ones). */
+const policies = new WeakMap<RouteMatch['rule'], RetryPolicy>()
+
+function policyOf (match: RouteMatch | undefined): RetryPolicy {
+  if (match === undefined) return IMPLICIT_POLICY
+  let policy = policies.get(match.rule)
+  if (policy === undefined) {
+    policy = rulePolicy(match.rule)
+    policies.set(match.rule, policy)
+  }
+  return policy
+}
 
 /**
  * Gateway API retries have no field for it (GEP-1731), so an HTTPRoute opts in to retrying

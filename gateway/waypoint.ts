@@ -268,10 +268,12 @@ export class Waypoint {
     app.addContentTypeParser('*', (_request, payload, done) => done(null, payload))
     // Upstreams are plain http inside tunnels, through undici (as reply-from's default for http://).
     await app.register(replyFrom, { undici: this.upstream })
-    // Returning the reply tells fastify the answer is sent later (by reply-from or the pipeline).
-    app.all('/*', async (request, reply) => {
-      await this.pipeline.handle(request, reply)
-      return reply
+    // The handler returns nothing, so fastify leaves the answer to whoever sends it later
+    // (reply-from or the pipeline). Returning the reply (or a promise of it) would have fastify
+    // wait on it, adding end-of-stream listeners to every response. A failure in the pipeline
+    // still becomes fastify's error answer, as a rejected handler's would.
+    app.all('/*', (request, reply) => {
+      this.pipeline.handle(request, reply).catch((err: unknown) => reply.send(err))
     })
     await app.ready()
     return app
