@@ -46,7 +46,7 @@ t.test('against a real Redis: apply, reject bad YAML without touching state, nod
   const redis = await startRedis(t)
   const dir = await mkdtemp(join(tmpdir(), 'ambit-controller-'))
   t.teardown(() => rm(dir, { recursive: true, force: true }))
-  const controller = startCli(t, ['controller', '--store', redis.url, '-f', SHOP_DIR, '--ca-port', '0', '--credentials-dir', dir])
+  const controller = startCli(t, ['controller', '--store', redis.url, '-f', SHOP_DIR, '--ca-port', '0', '--status-port', '0', '--credentials-dir', dir])
   const banner = await controller.waitFor(/CA at (https:\/\/\S+)/)
   const caUrl = /CA at (https:\/\/\S+)/.exec(banner)![1]!
 

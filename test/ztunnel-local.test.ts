@@ -77,7 +77,7 @@ t.test('canonical: curl --socks5-hostname through node-a reaches the server on n
   await holdSampleAddresses(t)
   const httpPod = await startHttpPod(t, serverIp, POD_HTTP_PORT, BODY)
   const echoPod = await startEchoPod(t, serverIp, POD_ECHO_PORT)
-  const up = startCli(t, ['up', '-f', `${FIXTURES}canonical`, '--ca-port', '0'])
+  const up = startCli(t, ['up', '-f', `${FIXTURES}canonical`, '--ca-port', '0', '--status-port', '0'])
   await up.waitFor(/Ctrl-C to stop/, 30_000)
   await waitReady(nodeA)
   await waitReady(nodeB)
@@ -271,7 +271,7 @@ t.test('SIGTERM drains an in-flight transfer to completion, unready meanwhile, a
     }, 75)
     socket.resume()
   })
-  const up = startCli(t, ['up', '-f', `${FIXTURES}drain`, '--ca-port', '0'])
+  const up = startCli(t, ['up', '-f', `${FIXTURES}drain`, '--ca-port', '0', '--status-port', '0'])
   await up.waitFor(/Ctrl-C to stop/, 30_000)
   for (const node of nodes) await waitReady(node)
 

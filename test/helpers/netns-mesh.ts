@@ -101,7 +101,7 @@ export async function startNetnsMesh (t: Teardown): Promise<NetnsMesh> {
   t.teardown(() => rm(credentials, { recursive: true, force: true }))
 
   const controller = startCli(t, ['controller', '--store', storeUrl, '-f', join(MESH_FIXTURES, 'mesh.yaml'),
-    '--ca-address', rootAddress, '--ca-port', '0', '--credentials-dir', credentials])
+    '--ca-address', rootAddress, '--ca-port', '0', '--status-port', '0', '--credentials-dir', credentials])
   const started = await controller.waitFor(/CA at (https:\/\/\S+)/, STARTUP_TIMEOUT_MS)
   const caUrl = /CA at (https:\/\/\S+)/.exec(started)![1]!
 

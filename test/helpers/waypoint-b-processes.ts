@@ -43,7 +43,7 @@ const START_TIMEOUT_MS = 45_000
 export async function startProcessMesh (t: Teardown, options: ProcessMeshOptions): Promise<ProcessMesh> {
   const credentials = await mkdtemp(join(tmpdir(), 'ambit-wpb-credentials-'))
   t.teardown(() => rm(credentials, { recursive: true, force: true }))
-  const controller = startCli(t, ['controller', '--store', options.store, '-f', options.fixture, '--ca-port', '0', '--credentials-dir', credentials])
+  const controller = startCli(t, ['controller', '--store', options.store, '-f', options.fixture, '--ca-port', '0', '--status-port', '0', '--credentials-dir', credentials])
   const caUrl = /CA at (https:\/\/\S+)/.exec(await controller.waitFor(/CA at https:\/\/\S+/, START_TIMEOUT_MS))![1]!
   const common = ['--store', options.store, '--ca', caUrl]
   const tokenOf = (node: string): string[] => ['--token-file', join(credentials, `${node}.token`)]
