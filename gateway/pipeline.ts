@@ -269,13 +269,15 @@ export class RequestPipeline {
   private async forwardHttp2 (x: Exchange, plan: ForwardPlan, first: EndpointState): Promise<void> {
     const body = replayable(x.request.raw as unknown as Readable, (n) => { x.requestBytes += n })
     const retries = this.retries(x, plan, body)
+    // forwardHttp2 drops pseudo and hop-by-hop headers itself; this hop adds its traceparent.
+    const headers: HeaderRecord = { ...plan.headers, traceparent: formatTraceparent(x.trace) }
     const tried = new Set([first.ip])
     let endpoint = first
     for (let attempt = 1; ; attempt++) {
       this.startTry(x, plan, endpoint)
       let delayMs = 0
       const result = await forwardHttp2(this.deps.h2, x.request, x.reply, {
-        ip: endpoint.ip, port: endpoint.ports[String(plan.port)]!, path: plan.path, headers: upstreamHeaders(plan.headers, x.trace),
+        ip: endpoint.ip, port: endpoint.ports[String(plan.port)]!, path: plan.path, headers,
         timeoutMs: tryTimeoutMs(plan.ruleTimeouts, plan.deadline, Date.now()) ?? DEFAULT_TRY_TIMEOUT_MS,
         body: attempt === 1 ? body : body.replay()!,
         rewriteResponseHeaders: (h) => applyResponseFilters(plan.filters, h),
@@ -481,16 +483,9 @@ function upstreamSpeaksHttp2 (backend: ServiceState, port: number, grpc: boolean
   return grpc || protocol === 'http2' || protocol === 'grpc'
 }
 
-/** The request's headers as they go upstream: this hop's traceparent, no Connection. */
-function upstreamHeaders (filtered: HeaderRecord, trace: TraceContext): HeaderRecord {
-  const headers: HeaderRecord = { ...filtered, traceparent: formatTraceparent(trace) }
-  delete headers.connection
-  return headers
-}
-
 /**
  * The request's headers as they go upstream over HTTP/1.1, built in one pass (this runs on every
- * request): as upstreamHeaders, without HTTP/2 pseudo-headers, and :authority becomes Host.
+ * request): this hop's traceparent, no Connection, no HTTP/2 pseudo-headers; :authority becomes Host.
  */
 function http1Headers (filtered: HeaderRecord, trace: TraceContext): HeaderRecord {
   const out: HeaderRecord = {}
@@ -519,8 +514,8 @@ function policyOf (match: RouteMatch | undefined): RetryPolicy {
 
 /**
  * Gateway API retries have no field for it (GEP-1731), so an HTTPRoute opts in to retrying
- * non-idempotent methods (POST, PATCH...) with this annotation. Requests with a body are still
- * never retried: their body is streamed, not kept.
+ * non-idempotent methods (POST, PATCH...) with this annotation. A request's body is replayed
+ * only when it was whole within REPLAY_LIMIT_BYTES (replay-body.ts).
  */
 export const RETRY_NON_IDEMPOTENT_ANNOTATION = 'ambit.dev/retry-non-idempotent'
 
@@ -557,18 +552,16 @@ function countBytes (stream: Readable, add: (n: number) => void): Readable {
 }
 
 /** The request reply-from sends again on a retry (its `retryDelay` hook gets it typed as a request). */
-interface RetriedRequest { url: URL, timeout: number, body: unknown, headers: HeaderRecord }
+interface RetriedRequest { url: URL, timeout: number, body: unknown }
 
-/** Points a retry at another endpoint, with a fresh try timeout and the body replayed as one Buffer. */
+/**
+ * Points a retry at another endpoint, with a fresh try timeout and the body replayed as one
+ * Buffer (undici frames it with its length; TunnelDispatcher drops a client's Transfer-Encoding).
+ */
 function retarget (req: RetriedRequest, next: { url: string, timeoutMs: number, body?: Buffer }): void {
   req.url = new URL(next.url)
   req.timeout = next.timeoutMs
-  if (next.body === undefined) return
-  req.body = next.body
-  // The replay is one Buffer of known length, whatever framing the client used.
-  const headers: HeaderRecord = { ...req.headers, 'content-length': String(next.body.length) }
-  delete headers['transfer-encoding']
-  req.headers = headers
+  if (next.body !== undefined) req.body = next.body
 }
 
 /** reply-from types a try's answer as a FastifyReply; it is really { statusCode, headers, stream }. */

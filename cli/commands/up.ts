@@ -41,14 +41,16 @@ export const upCommand: Command = {
         metricsSources: () => metricsSources
       })
       const state = plane.controller.state!
-      const ztunnels = await Promise.all(Object.values(state.nodes).map((node) => Ztunnel.start({
+      const nodes = Object.values(state.nodes)
+      const instances = Object.values(state.waypoints).flatMap((wp) => wp.instances.map((instance) => ({ wp, instance })))
+      const ztunnels = await Promise.all(nodes.map((node) => Ztunnel.start({
         node: node.name,
         store,
         certificateSource: (trustBundle) => new CaClient({ url: plane.caServer.url, token: plane.nodeTokens.tokenFor(node.name), trustBundle }),
         logger,
         capture: false
       })))
-      const waypoints = await Promise.all(Object.values(state.waypoints).flatMap((wp) => wp.instances.map((instance) => Waypoint.start({
+      const waypoints = await Promise.all(instances.map(({ wp, instance }) => Waypoint.start({
         name: wp.name,
         namespace: wp.namespace,
         store,
@@ -56,20 +58,17 @@ export const upCommand: Command = {
         certificateSource: (trustBundle) => new CaClient({ url: plane.caServer.url, token: plane.nodeTokens.tokenFor(instance.node), trustBundle }),
         logger,
         ...(booleanFlag(args, 'access-log') && { accessLog: createAccessLogger() })
-      }))))
-      // Named in the order they were started: the nodes', then each waypoint's instances.
-      const nodeNames = Object.keys(state.nodes)
-      const instanceNames = Object.values(state.waypoints).flatMap((wp) => wp.instances.map((i) => `${wp.key} ${i.ip}`))
+      })))
       metricsSources.push(
-        ...ztunnels.map((z, i) => registrySource(`ztunnel ${nodeNames[i]}`, z.metrics.registry)),
-        ...waypoints.map((w, i) => registrySource(`waypoint ${instanceNames[i]}`, w.metrics.registry)))
+        ...nodes.map((node, i) => registrySource(`ztunnel ${node.name}`, ztunnels[i]!.metrics.registry)),
+        ...instances.map(({ wp, instance }, i) => registrySource(`waypoint ${wp.key} ${instance.ip}`, waypoints[i]!.metrics.registry)))
       console.log(`ambit up: ${ztunnels.length} nodes, ${Object.keys(state.workloads).length} workloads, ` +
         `${Object.keys(state.services).length} services on ${store.description}; CA at ${plane.caServer.url}`)
       for (const wp of Object.values(state.waypoints)) {
         console.log(`  waypoint ${wp.namespace}/${wp.name}: ${wp.instances.map((i) => `${i.ip} on ${i.node}`).join(', ') || 'no instance'}`)
       }
       console.log(plane.statusServer === undefined ? '  dashboard: off (the status port is in use)' : `  dashboard at ${plane.statusServer.url}/`)
-      for (const node of Object.values(state.nodes)) {
+      for (const node of nodes) {
         console.log(`  node ${node.name}: ztunnel on ${node.address} (SOCKS5 ${node.address}:15080, metrics http://${node.address}:15020/metrics)`)
       }
       const demo = booleanFlag(args, 'demo') ? await startDemo(state, ztunnels) : undefined
