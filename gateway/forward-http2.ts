@@ -13,6 +13,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { Http2Sessions } from './upstream.js'
 import type { HeaderRecord } from './filters.js'
 import type { TryError } from './retry.js'
+import { endToEndHeaders, relayBody } from './relay.js'
 
 export interface Http2Target {
   readonly ip: string
@@ -36,9 +37,6 @@ export interface Http2Result {
   /** The try was taken back: nothing was sent to the client, the caller retries. */
   readonly retried?: boolean
 }
-
-/** Headers that belong to one hop (RFC 9113 §8.2.2) or are pseudo-headers we set ourselves. */
-const HOP_HEADERS = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'host', 'http2-settings'])
 
 export async function forwardHttp2 (sessions: Http2Sessions, request: FastifyRequest, reply: FastifyReply, target: Http2Target): Promise<Http2Result> {
   let session: http2.ClientHttp2Session
@@ -70,7 +68,7 @@ export async function forwardHttp2 (sessions: Http2Sessions, request: FastifyReq
       return true
     }
     const upstream = session.request({
-      ...forwardable(target.headers),
+      ...endToEndHeaders(target.headers),
       ':method': request.method,
       ':path': target.path,
       ':authority': headerString(request.headers[':authority']) ?? headerString(request.headers.host) ?? `${target.ip}:${target.port}`,
@@ -87,7 +85,7 @@ export async function forwardHttp2 (sessions: Http2Sessions, request: FastifyReq
       if (takenBack({ status: Number(headers[':status']) })) return
       status = Number(headers[':status'])
       grpcStatus = headerString(headers['grpc-status'])
-      const out = forwardable(target.rewriteResponseHeaders(withoutPseudo(headers)))
+      const out = endToEndHeaders(target.rewriteResponseHeaders(withoutPseudo(headers)))
       if ((flags & http2.constants.NGHTTP2_FLAG_END_STREAM) !== 0) {
         // A trailers-only answer (how gRPC servers fail fast): headers and end of stream must
         // stay one frame, or gRPC clients take grpc-status for metadata and then miss a status.
@@ -100,13 +98,7 @@ export async function forwardHttp2 (sessions: Http2Sessions, request: FastifyReq
       res.writeHead(status, out)
       // Only now: Node emits 'response' on the next tick but a DATA frame read in the same chunk
       // at once, so an earlier 'data' listener would write the body before these headers.
-      upstream.on('data', (chunk: Buffer) => {
-        responseBytes += chunk.length
-        if (!res.write(chunk)) {
-          upstream.pause()
-          res.once('drain', () => upstream.resume())
-        }
-      })
+      relayBody(upstream, res, (n) => { responseBytes += n })
     })
     upstream.on('trailers', (trailers) => {
       grpcStatus = headerString(trailers['grpc-status']) ?? grpcStatus
@@ -135,14 +127,6 @@ export async function forwardHttp2 (sessions: Http2Sessions, request: FastifyReq
 function withoutPseudo (headers: http2.IncomingHttpHeaders): HeaderRecord {
   const out: HeaderRecord = {}
   for (const [name, value] of Object.entries(headers)) if (!name.startsWith(':')) out[name] = value
-  return out
-}
-
-function forwardable (headers: HeaderRecord): HeaderRecord {
-  const out: HeaderRecord = {}
-  for (const [name, value] of Object.entries(headers)) {
-    if (!name.startsWith(':') && !HOP_HEADERS.has(name) && value !== undefined) out[name] = value
-  }
   return out
 }
 

@@ -14,13 +14,14 @@ import type { ServiceRuntimes, BackendRuntime } from './service-runtime.js'
 import { routeResource, type RouteMatch } from '../policy/route-match.js'
 import { applyRequestFilters, applyResponseFilters, type HeaderRecord } from './filters.js'
 import { chooseBackend } from './backends.js'
-import { decideFault } from './faults.js'
+import { decideFault, type FaultDecision } from './faults.js'
 import { IDEMPOTENT_METHODS, rulePolicy, shouldRetry, timeouts, tryTimeoutMs, type RetryPolicy, type RuleTimeouts, type TryError } from './retry.js'
 import { replayable, type ReplayableBody } from './replay-body.js'
 import { formatTraceparent, nextHop, type TraceContext } from './trace.js'
 import type { HttpLabels, WaypointMetrics } from './metrics.js'
 import { POOL_HEADER, type Http2Sessions, type UpstreamPools } from './upstream.js'
 import { forwardHttp2 } from './forward-http2.js'
+import { endToEndHeaders, relayBody } from './relay.js'
 import { allowedAtWaypoint } from './l7-authz.js'
 import { mirrorRequest } from './mirror.js'
 
@@ -105,6 +106,8 @@ interface Retries {
 }
 
 const NO_ENDPOINTS: ReadonlySet<string> = new Set()
+/** What reply-from is left to set on the reply itself: relayAnswer writes the answer's headers. */
+const NO_HEADERS: HeaderRecord = Object.freeze({})
 /** A request no route matched (a Service without routes) gets the implicit retry policy. */
 const NO_RULE = { matches: [], filters: [], backendRefs: [] }
 const IMPLICIT_POLICY = rulePolicy(NO_RULE)
@@ -154,15 +157,17 @@ export class RequestPipeline {
     if (backend === undefined) return this.local(x, 500, Flags.noHealthyUpstream, 'no backend\n')
     x.backend = backend
     if (filtered.mirrors.length > 0 && !hasBody(x.request)) {
-      mirrorRequest(this.deps.upstream.shared, registry, filtered.mirrors, routeNamespace(match) ?? x.tunnel.service.namespace, { method: x.request.method, path: filtered.path, headers: filtered.headers })
+      mirrorRequest(this.deps.upstream.shared, registry, filtered.mirrors, match?.namespace ?? x.tunnel.service.namespace, { method: x.request.method, path: filtered.path, headers: filtered.headers })
     }
     const runtime = this.deps.runtimes.backend(state, backend)
-    if (!(await this.passesFaultsAndLimits(x, runtime))) return
+    // Most requests meet no delay and no global limit: they pass without waiting for a promise.
+    const passes = this.passesFaultsAndLimits(x, runtime)
+    if (passes === false || (passes !== true && !(await passes))) return
     const release = runtime.breaker.tryAcquire('request')
     if (release === undefined) return this.local(x, 503, Flags.overflow, 'upstream overflow\n')
     x.release = release
     const ruleTimeouts = match === undefined ? {} : timeouts(match.rule)
-    await this.forward(x, {
+    return this.forward(x, {
       runtime, backend, match, filters, ruleTimeouts,
       port: backendRef?.port ?? x.tunnel.port.port,
       headers: filtered.headers,
@@ -171,22 +176,36 @@ export class RequestPipeline {
     })
   }
 
-  private async passesFaultsAndLimits (x: Exchange, runtime: BackendRuntime): Promise<boolean> {
+  /**
+   * Fault injection, then rate limits: false once one of them has answered the request. A
+   * promise only when something must be waited for (an injected delay, the global limit's store).
+   */
+  private passesFaultsAndLimits (x: Exchange, runtime: BackendRuntime): boolean | Promise<boolean> {
     const fault = decideFault(runtime.spec.faultInjection)
+    if (fault.delayMs !== undefined || runtime.globalLimit !== undefined) return this.passesAfterWaiting(x, runtime, fault)
+    return this.passesAtOnce(x, runtime, fault)
+  }
+
+  private async passesAfterWaiting (x: Exchange, runtime: BackendRuntime, fault: FaultDecision): Promise<boolean> {
     if (fault.delayMs !== undefined) {
       x.flags.push(Flags.delayInjected)
       await new Promise((resolve) => setTimeout(resolve, fault.delayMs))
     }
+    if (!this.passesAtOnce(x, runtime, fault)) return false
+    if (runtime.globalLimit !== undefined && !(await runtime.globalLimit.tryTake()).allowed) {
+      this.local(x, 429, Flags.rateLimited, 'rate limited\n')
+      return false
+    }
+    return true
+  }
+
+  private passesAtOnce (x: Exchange, runtime: BackendRuntime, fault: FaultDecision): boolean {
     if (fault.abort !== undefined) {
       this.local(x, fault.abort, Flags.faultAbort, 'fault filter abort\n')
       return false
     }
     if (runtime.localLimit !== undefined && !runtime.localLimit.tryTake().allowed) {
       this.local(x, 429, Flags.rateLimited, 'local rate limited\n')
-      return false
-    }
-    if (runtime.globalLimit !== undefined && !(await runtime.globalLimit.tryTake()).allowed) {
-      this.local(x, 429, Flags.rateLimited, 'rate limited\n')
       return false
     }
     return true
@@ -197,7 +216,7 @@ export class RequestPipeline {
    * balancer, and for a retry one not tried yet when there is one (Envoy's previous_hosts).
    */
   private pickEndpoint (x: Exchange, plan: ForwardPlan, tried: ReadonlySet<string> = NO_ENDPOINTS): EndpointState | undefined {
-    const serving = plan.backend.endpoints.filter((e) => e.ports[String(plan.port)] !== undefined)
+    const serving = endpointsServing(plan.backend, plan.port)
     const healthy = plan.runtime.outlier?.healthy(serving) ?? serving
     const untried = tried.size === 0 ? healthy : healthy.filter((e) => !tried.has(e.ip))
     return plan.runtime.balancer.pick(untried.length > 0 ? untried : healthy, { headers: x.request.headers })
@@ -219,14 +238,15 @@ export class RequestPipeline {
     plan.runtime.balancer.onEnd(endpoint)
   }
 
-  private async forward (x: Exchange, plan: ForwardPlan): Promise<void> {
+  /** HTTP/1.1 upstreams are driven by reply-from's callbacks; HTTP/2 ones by a loop of tries (a promise). */
+  private forward (x: Exchange, plan: ForwardPlan): Promise<void> | undefined {
     const endpoint = this.pickEndpoint(x, plan)
-    if (endpoint === undefined) return this.local(x, 503, Flags.noHealthyUpstream, 'no healthy upstream\n')
-    if (plan.deadline !== undefined) this.enforceDeadline(x, plan.deadline)
-    if (x.request.raw.httpVersionMajor === 2 && upstreamSpeaksHttp2(plan.backend, plan.port, x.grpc)) {
-      await this.forwardHttp2(x, plan, endpoint)
+    if (endpoint === undefined) {
+      this.local(x, 503, Flags.noHealthyUpstream, 'no healthy upstream\n')
       return
     }
+    if (plan.deadline !== undefined) this.enforceDeadline(x, plan.deadline)
+    if (x.request.raw.httpVersionMajor === 2 && upstreamSpeaksHttp2(plan.backend, plan.port, x.grpc)) return this.forwardHttp2(x, plan, endpoint)
     this.forwardHttp1(x, plan, endpoint)
   }
 
@@ -317,12 +337,18 @@ export class RequestPipeline {
     if (body !== undefined) x.request.body = body
     const retries = this.retries(x, plan, body)
     let endpoint = first
-    const tried = new Set([first.ip])
+    let answerHeaders: HeaderRecord = {}
+    // Endpoints tried so far, made on the first retry (most requests have none).
+    let tried: Set<string> | undefined
     void x.reply.from(this.startTry(x, plan, first), {
       timeout: tryTimeoutMs(plan.ruleTimeouts, plan.deadline, Date.now()) ?? DEFAULT_TRY_TIMEOUT_MS,
       rewriteRequestHeaders: () => headers,
-      // Without filters the answer's headers go on as they are (no copy per request).
-      ...(plan.filters.length > 0 && { rewriteHeaders: (h) => applyResponseFilters(plan.filters, h) }),
+      // The answer's headers (after the route's filters; without filters, as they came) are kept
+      // for relayAnswer's one writeHead, and none are set on the reply one by one.
+      rewriteHeaders: (h) => {
+        answerHeaders = plan.filters.length > 0 ? applyResponseFilters(plan.filters, h) : h
+        return NO_HEADERS
+      },
       retryDelay: ({ err, req, res, attempt }) => {
         const status = res?.statusCode
         // reply-from asks after every try: an answer whose status the policy does not retry
@@ -336,6 +362,7 @@ export class RequestPipeline {
         // The failed answer is not passed on: read it away so its connection goes back to the pool.
         discardAnswer(res)
         this.endTry(plan, endpoint, outcome)
+        tried ??= new Set([first.ip])
         endpoint = this.nextEndpoint(x, plan, tried, endpoint)
         const replay = body?.replay()
         retarget(req as unknown as RetriedRequest, {
@@ -345,9 +372,11 @@ export class RequestPipeline {
         })
         return Math.max(1, delayMs)
       },
-      onResponse: (_request, reply, res) => {
+      onResponse: (_request, _reply, res) => {
+        // reply-from goes on to here after onError for a status fastify refuses (say 999).
+        if (x.reply.sent) return discardAnswer(res)
         this.endTry(plan, endpoint, { status: res.statusCode })
-        reply.send(countBytes(res.stream as unknown as Readable, (n) => { x.responseBytes += n }))
+        relayAnswer(x, res.statusCode, answerHeaders, res.stream as unknown as Readable)
       },
       onError: (reply, { error }) => {
         // reply-from's own status says little (a refused tunnel comes back as a 500): the try's
@@ -458,19 +487,17 @@ function routeRequest (x: Exchange): { method: string, path: string, headers: Fa
   return { method: x.request.method, path: x.request.url, headers: x.request.headers }
 }
 
-
-/** The backend a request goes to: a weighted pick among the rule's backendRefs, or the Service itself. */
+/**
+ * The backend a request goes to: a weighted pick among the rule's backendRefs (one without a
+ * namespace is in its route's), or the addressed Service itself.
+ */
 export function chooseBackendService (registry: MeshRegistry, match: RouteMatch | undefined, addressed: ServiceState): { backendRef?: BackendRef, backend?: ServiceState } {
-  const backendRef = match === undefined || match.rule.backendRefs.length === 0
-    ? { group: '', kind: 'Service', name: addressed.name, namespace: addressed.namespace, weight: 1 }
-    : chooseBackend(match.rule.backendRefs)
+  if (match === undefined || match.rule.backendRefs.length === 0) {
+    return { backendRef: { group: '', kind: 'Service', name: addressed.name, namespace: addressed.namespace, weight: 1 }, backend: registry.service(addressed.key) }
+  }
+  const backendRef = chooseBackend(match.rule.backendRefs)
   if (backendRef === undefined) return {}
-  return { backendRef, backend: registry.service(`${backendRef.namespace ?? routeNamespace(match) ?? addressed.namespace}/${backendRef.name}`) }
-}
-
-/** 'HTTPRoute/ns/name' → 'ns': a backendRef without namespace is in its route's. */
-function routeNamespace (match: RouteMatch | undefined): string | undefined {
-  return match?.route.split('/')[1]
+  return { backendRef, backend: registry.service(`${backendRef.namespace ?? match.namespace}/${backendRef.name}`) }
 }
 
 /**
@@ -498,6 +525,24 @@ function http1Headers (filtered: HeaderRecord, trace: TraceContext): HeaderRecor
 }
 
 const COLON = 0x3a
+
+/** Each Service's endpoints serving each of its ports, found once per Service state (a state update brings new ones). */
+const serving = new WeakMap<ServiceState, Map<number, readonly EndpointState[]>>()
+
+function endpointsServing (backend: ServiceState, port: number): readonly EndpointState[] {
+  let byPort = serving.get(backend)
+  if (byPort === undefined) {
+    byPort = new Map()
+    serving.set(backend, byPort)
+  }
+  let endpoints = byPort.get(port)
+  if (endpoints === undefined) {
+    const key = String(port)
+    endpoints = backend.endpoints.filter((e) => e.ports[key] !== undefined)
+    byPort.set(port, endpoints)
+  }
+  return endpoints
+}
 
 /** Each rule's retry policy, made once, not per request (rules are immutable: a state update brings new ones). */
 const policies = new WeakMap<RouteMatch['rule'], RetryPolicy>()
@@ -541,14 +586,33 @@ function headerBytes (rawHeaders: readonly string[]): number {
 }
 
 /**
- * Counts a response body's bytes as fastify pipes it to the client, without a stream layer in
- * between. The 'data' listener goes on once the pipe has started the stream flowing ('resume'):
- * added earlier, it would start the flow itself and lose the first chunks; added then, it
- * changes nothing of the pipe's flow or backpressure.
+ * Sends an upstream answer on to the client: status, end-to-end headers, then the body.
+ * Written out rather than `reply.send(stream)`: fastify's stream path sets each header apart
+ * and puts two end-of-stream watches and a pipe (a dozen listeners) on every response; this is
+ * one writeHead and four listeners, with the same backpressure, and an answer cut short either
+ * way cuts the other side short too.
  */
-function countBytes (stream: Readable, add: (n: number) => void): Readable {
-  stream.once('resume', () => stream.on('data', (chunk: Buffer) => add(chunk.length)))
-  return stream
+function relayAnswer (x: Exchange, status: number, upstreamHeaders: HeaderRecord, body: Readable): void {
+  const { reply, request } = x
+  reply.hijack()
+  const raw = reply.raw
+  const headers = endToEndHeaders(upstreamHeaders)
+  // An HTTP/1.1 connection is not reused while the request's body is still coming (as reply-from does).
+  if (request.raw.httpVersionMajor === 1 && !request.raw.complete) headers.connection = 'close'
+  try {
+    raw.writeHead(status, headers)
+  } catch {
+    // A header the client's protocol cannot carry: the answer is unusable. (Node keeps the
+    // headers it took before the throw; they go, or the 502 would throw too.)
+    body.destroy()
+    for (const name of raw.getHeaderNames()) raw.removeHeader(name)
+    raw.writeHead(502, { 'content-type': 'text/plain' }).end('upstream sent a header that cannot be passed on\n')
+    return
+  }
+  relayBody(body, raw, (n) => { x.responseBytes += n })
+  body.once('end', () => raw.end())
+  body.once('error', () => raw.destroy())
+  raw.once('close', () => { if (!body.readableEnded) body.destroy() })
 }
 
 /** The request reply-from sends again on a retry (its `retryDelay` hook gets it typed as a request). */

@@ -267,7 +267,8 @@ export class Waypoint {
     app.removeAllContentTypeParsers()
     app.addContentTypeParser('*', (_request, payload, done) => done(null, payload))
     // Upstreams are plain http inside tunnels, through undici (as reply-from's default for http://).
-    await app.register(replyFrom, { undici: this.upstream })
+    // fastify's logger is off here; reply-from would still build two log records per request.
+    await app.register(replyFrom, { undici: this.upstream, disableRequestLogging: true })
     // The handler returns nothing, so fastify leaves the answer to whoever sends it later
     // (reply-from or the pipeline). Returning the reply (or a promise of it) would have fastify
     // wait on it, adding end-of-stream listeners to every response. A failure in the pipeline

@@ -52,8 +52,8 @@ export type AttachedRoute = HTTPRouteResource | GRPCRouteResource
  * request: `rule` (and `match`) are then synthesized, with no filters and no backendRefs.
  */
 export type RouteMatch =
-  | { readonly kind: 'HTTPRoute', readonly route: string, readonly ruleIndex: number, readonly rule: HTTPRouteRule, readonly match: HTTPRouteMatch }
-  | { readonly kind: 'GRPCRoute', readonly route: string, readonly ruleIndex: number, readonly rule: GRPCRouteRule, readonly match: GRPCRouteMatch }
+  | { readonly kind: 'HTTPRoute', readonly route: string, readonly namespace: string, readonly ruleIndex: number, readonly rule: HTTPRouteRule, readonly match: HTTPRouteMatch }
+  | { readonly kind: 'GRPCRoute', readonly route: string, readonly namespace: string, readonly ruleIndex: number, readonly rule: GRPCRouteRule, readonly match: GRPCRouteMatch }
 
 /** The routes of `routes` that attach to port `port` of the Service `service` (a parentRef without port takes every port). */
 export function routesForPort<R extends AttachedRoute> (
@@ -289,7 +289,7 @@ function httpCandidates (route: HTTPRouteResource, routeIndex: number): Candidat
       precedence: httpPrecedence(match),
       position: [routeIndex, ruleIndex, matchIndex],
       test: allOf(httpTests(match)),
-      result: { kind: 'HTTPRoute', route: key, ruleIndex, rule, match }
+      result: { kind: 'HTTPRoute', route: key, namespace: route.metadata.namespace, ruleIndex, rule, match }
     })))
 }
 
@@ -301,7 +301,7 @@ function grpcCandidates (route: GRPCRouteResource, routeIndex: number): Candidat
       precedence: grpcPrecedence(match),
       position: [routeIndex, ruleIndex, matchIndex],
       test: allOf(grpcTests(match)),
-      result: { kind: 'GRPCRoute', route: key, ruleIndex, rule, match }
+      result: { kind: 'GRPCRoute', route: key, namespace: route.metadata.namespace, ruleIndex, rule, match }
     })))
 }
 

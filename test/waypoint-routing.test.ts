@@ -5,8 +5,9 @@
  * W3C trace context, Istio request metrics and the JSON access log.
  */
 import t, { type Test } from 'tap'
+import http2 from 'node:http2'
 import { fileURLToPath } from 'node:url'
-import { startWaypointMesh, type EchoBody, type MeshResponse } from './helpers/waypoint-mesh.js'
+import { ECHO_HOST, echo, startWaypointMesh, type BackendHandler, type EchoBody, type MeshResponse } from './helpers/waypoint-mesh.js'
 import { sumOf } from './helpers/prometheus.js'
 import { waitFor } from './helpers/wait.js'
 import { socks5Connect } from './helpers/socks5-client.js'
@@ -228,6 +229,68 @@ t.test('RequestMirror: the mirror backend gets a copy, the client only the prima
   const copy = mesh.backend('echo-v2').received.find((r) => r.path === '/mirrored/1')!
   t.match(copy.headers.host, /-shadow$/, 'the copy is marked as a shadow request, as Envoy does')
   t.equal(mesh.backend('echo-v1').received.filter((r) => r.path === '/mirrored/1').length, 1)
+})
+
+t.test('answers pass on whole: a large body, repeated headers, HEAD, 204; one the backend cuts short reaches the client cut short', async (t) => {
+  const big = Buffer.alloc(4 * 1024 * 1024, 'a')
+  const answer: BackendHandler = (request, res) => {
+    if (request.path === '/big') {
+      res.writeHead(200, { 'content-type': 'text/plain', 'set-cookie': ['a=1', 'b=2'] }).end(big)
+    } else if (request.path === '/empty') {
+      res.writeHead(204).end()
+    } else if (request.path === '/cut') {
+      res.writeHead(200, { 'content-length': '100000' }).write(Buffer.alloc(1000))
+      setTimeout(() => res.socket?.destroy(), 50)
+    } else {
+      echo(request, res)
+    }
+  }
+  for (const pod of ['echo-v1', 'echo-v2']) mesh.backend(pod).handler = answer
+  const before = sumOf(await mesh.metrics(), 'istio_response_bytes_sum', { reporter: 'waypoint' })
+
+  const large = await mesh.client.request({ path: '/big' })
+  t.equal(large.status, 200)
+  t.equal(large.body.length, big.length, 'every byte of the 4 MiB body arrived')
+  t.ok(/^a+$/.test(large.body), 'and none changed')
+  t.same(large.headers['set-cookie'], ['a=1', 'b=2'], 'a repeated header keeps every value')
+  const head = await mesh.client.request({ path: '/big', method: 'HEAD' })
+  t.equal(head.status, 200, 'HEAD answered')
+  t.equal(head.body, '', 'with no body')
+  const empty = await mesh.client.request({ path: '/empty' })
+  t.equal(empty.status, 204, '204 passed on')
+  await t.rejects(mesh.client.request({ path: '/cut' }), 'an answer cut short by the backend is cut short for the client')
+  t.equal((await mesh.client.request({ path: '/after' })).status, 200, 'the next request is answered')
+  await waitFor('the large body to be counted', async () => sumOf(await mesh.metrics(), 'istio_response_bytes_sum', { reporter: 'waypoint' }) - before >= big.length)
+})
+
+t.test('odd answers: a status fastify refuses becomes a 5xx, a hop-by-hop header HTTP/2 forbids is dropped; the waypoint goes on serving', async (t) => {
+  const answer: BackendHandler = (request, res) => {
+    if (request.path === '/status-999') res.writeHead(999).end('odd\n')
+    // TE is allowed in an HTTP/1.1 answer; an HTTP/2 response may not carry it (Node throws).
+    else if (request.path === '/te') res.writeHead(200, { te: 'gzip', 'content-type': 'text/plain' }).end('te\n')
+    else echo(request, res)
+  }
+  for (const pod of ['echo-v1', 'echo-v2']) mesh.backend(pod).handler = answer
+  const odd = await mesh.client.request({ path: '/status-999' })
+  t.ok(odd.status >= 500 && odd.status <= 599, `status 999 from the backend reached the client as ${odd.status}`)
+  t.equal((await mesh.client.request({ path: '/after-999' })).status, 200, 'the next request is answered')
+
+  const node = mesh.state.nodes[mesh.state.workloads['shop/client']!.node]!
+  const { socket, reply } = await socks5Connect({ proxy: { host: node.address, port: 15080 }, localAddress: mesh.state.workloads['shop/client']!.ip, host: ECHO_HOST, port: 80 })
+  t.equal(reply, 0, 'the mesh accepted the h2c connection')
+  socket.resume()
+  const session = http2.connect(`http://${ECHO_HOST}`, { createConnection: () => socket })
+  t.teardown(() => session.destroy())
+  const h2Answer = async (path: string): Promise<http2.IncomingHttpHeaders> => await new Promise((resolve, reject) => {
+    const stream = session.request({ ':path': path })
+    stream.on('response', resolve)
+    stream.on('error', reject)
+    stream.resume()
+  })
+  const te = await h2Answer('/te')
+  t.equal(te[':status'], 200, 'an HTTP/1.1 answer with TE: gzip reaches an h2c client')
+  t.equal(te.te, undefined, 'without the hop-by-hop header')
+  t.equal((await h2Answer('/after-te'))[':status'], 200, 'the same session is served next')
 })
 
 t.test('an HTTP/1.1 Upgrade (WebSocket style) passes through the waypoint untouched', async (t) => {
