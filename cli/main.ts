@@ -1,7 +1,12 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --no-memory-reducer
 /**
  * `ambit`: one CLI, one subcommand per role. Exit codes: 0 success, 1 failure, 2 bad usage.
  * Every failure prints one line naming what was wrong.
+ *
+ * Node runs it with --no-memory-reducer (here, in `npm start` and in the image's entrypoint):
+ * after some idle seconds V8's memory reducer shrinks the heap, and a waypoint loaded after that
+ * spent ≈ 25% more CPU per request for good (bench/RESULTS.md). A proxy keeps its peak heap
+ * instead, as Envoy does.
  */
 import { readFileSync } from 'node:fs'
 import { helpText, parseCommandArgs } from './command.js'
