@@ -15,12 +15,17 @@
  * wrk cannot speak SOCKS5, hence a SOCKS5 bridge (bench/lib/socks-bridge.ts) in front of ambit;
  * its CPU is reported apart.
  * CPU per request is utime + stime of the proxy processes over the run, from /proc, divided by
- * the requests wrk completed. --profile runs the waypoint processes under `node --cpu-prof` and
+ * the requests wrk completed. Every Node process runs with the ambit CLI's node flags
+ * (--no-memory-reducer, see cli/main.ts). --profile runs the waypoint processes under `node --cpu-prof` and
  * prints where their time goes.
  *
- *   npm run build && node dist/bench/l7.js [--duration 10] [--only waypoint,ambit L7] [--profile]
+ * With --rounds N the setups are measured in turn N times and each row is its setup's median
+ * round by req/s: on a shared machine one round's figures move by ±10%, more than the
+ * differences the floor is about.
+ *
+ *   npm run build && node dist/bench/l7.js [--duration 10] [--rounds 3] [--only waypoint,ambit L7] [--profile]
  */
-import { copyFile, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises'
+import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { cpus, loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -40,6 +45,7 @@ const { values } = parseArgs({
     duration: { type: 'string', default: '10' },
     connections: { type: 'string', default: '32' },
     only: { type: 'string' },
+    rounds: { type: 'string', default: '1' },
     profile: { type: 'boolean', default: false },
     verbose: { type: 'boolean', default: false }
   }
@@ -48,6 +54,8 @@ const options = {
   durationSeconds: Number(values.duration),
   connections: Number(values.connections),
   only: values.only?.split(',').map((s) => s.trim()),
+  /** Every setup is measured this many times, in turn; each row is its setup's median round. */
+  rounds: Math.max(1, Number(values.rounds)),
   profile: values.profile === true,
   /** Print what each server and proxy wrote, at the end. */
   verbose: values.verbose === true
@@ -114,7 +122,8 @@ async function startAll (dir: string, processes: ProcessSet): Promise<Started> {
   await Promise.all(['mesh', 'alone-mesh', 'nginx-proxy', 'profile'].map(async (d) => await mkdir(join(dir, d))))
   await file('mesh/bench.yaml', l7MeshYaml(MESH))
   await file('alone-mesh/bench.yaml', l7MeshYaml(ALONE_MESH))
-  const profiled = (name: string): string[] => options.profile ? ['--cpu-prof', '--cpu-prof-dir', join(dir, 'profile', name)] : []
+  const flags = [...await cliNodeFlags()]
+  const profiled = (name: string): string[] => [...flags, ...(options.profile ? ['--cpu-prof', '--cpu-prof-dir', join(dir, 'profile', name)] : [])]
 
   const nginx = processes.start('nginx (server)', 'nginx', ['-c', await file('nginx.conf', nginxConfig(dir, SERVER)), '-g', 'daemon off;'])
   const nginxProxy = processes.start('nginx (proxy)', 'nginx', ['-c', await file('nginx-proxy.conf', nginxProxyConfig(join(dir, 'nginx-proxy'), NGINX_PROXY, SERVER)), '-g', 'daemon off;'])
@@ -197,18 +206,22 @@ async function main (): Promise<void> {
   try {
     console.error(`bench/l7: starting nginx (server and proxy), haproxy, fastify, the waypoint alone, ambit up and the bridge (in ${dir})`)
     const { setups, profiled } = await startAll(dir, processes)
-    const rows: L7Row[] = []
-    for (const setup of setups) {
-      const row = await measure(setup)
-      rows.push(row)
-      console.error(`  ${setup.name.padEnd(9)} ${Math.round(row.wrk.requestsPerSecond).toString().padStart(7)} req/s  ` +
-        `p50 ${formatMicros(row.wrk.p50Micros).padStart(9)}  p99 ${formatMicros(row.wrk.p99Micros).padStart(9)}  ` +
-        `proxy CPU/req ${formatCpu(row.proxyCpu).padStart(18)}  bridge CPU/req ${formatMicros(totalMicros(row.bridgeCpu)).padStart(8)}  errors ${row.wrk.errors}`)
+    const rounds: L7Row[][] = setups.map(() => [])
+    for (let round = 1; round <= options.rounds; round++) {
+      for (const [index, setup] of setups.entries()) {
+        const row = await measure(setup)
+        rounds[index]!.push(row)
+        console.error(`  ${options.rounds > 1 ? `round ${round} ` : ''}${setup.name.padEnd(9)} ${Math.round(row.wrk.requestsPerSecond).toString().padStart(7)} req/s  ` +
+          `p50 ${formatMicros(row.wrk.p50Micros).padStart(9)}  p99 ${formatMicros(row.wrk.p99Micros).padStart(9)}  ` +
+          `proxy CPU/req ${formatCpu(row.proxyCpu).padStart(18)}  bridge CPU/req ${formatMicros(totalMicros(row.bridgeCpu)).padStart(8)}  errors ${row.wrk.errors}`)
+      }
     }
+    const rows = rounds.map(medianRound)
     const cpu = cpus()
     console.log(`\n## bench/l7\n\nMachine: ${cpu.length} × ${cpu[0]?.model ?? 'cpu'}; Node.js ${process.version}; ` +
       `${new Date().toISOString().slice(0, 10)}. ${options.connections} keep-alive connections, 2 wrk threads, ` +
-      `${options.durationSeconds} s per run after ${WARMUP_SECONDS} s of warm-up. ` +
+      `${options.durationSeconds} s per run after ${WARMUP_SECONDS} s of warm-up` +
+      `${options.rounds > 1 ? `; each row the median of ${options.rounds} rounds (by req/s)` : ''}. ` +
       `Load average (1 min) before: ${loadBefore.toFixed(2)}, after: ${loadavg()[0]!.toFixed(2)}.\n`)
     console.log(throughputTable(rows))
     console.log('\nThe issue\'s floor and goal:\n')
@@ -225,6 +238,22 @@ async function main (): Promise<void> {
     await processes.stopAll()
     await rm(dir, { recursive: true, force: true })
   }
+}
+
+/**
+ * The node flags the ambit CLI runs with (its shebang; `npm start` and the image's entrypoint
+ * pass the same), given to every Node process measured here, bare fastify included: all run alike.
+ */
+async function cliNodeFlags (): Promise<string[]> {
+  const shebang = (await readFile(CLI, 'utf8')).split('\n')[0] ?? ''
+  const words = shebang.replace(/^#!/, '').trim().split(/\s+/)
+  return words.slice(words.indexOf('node') + 1)
+}
+
+/** The round whose req/s is the median (the lower middle one for an even count). */
+function medianRound (runs: readonly L7Row[]): L7Row {
+  const sorted = [...runs].sort((a, b) => a.wrk.requestsPerSecond - b.wrk.requestsPerSecond)
+  return sorted[Math.floor((sorted.length - 1) / 2)]!
 }
 
 /** Prints where a stopped process's time went, from the profile V8 wrote as it exited. */
