@@ -340,6 +340,14 @@ export class RequestPipeline {
     let answerHeaders: HeaderRecord = {}
     // Endpoints tried so far, made on the first retry (most requests have none).
     let tried: Set<string> | undefined
+    // A try ends once: reply-from may call onError and then onResponse for one answer (a status
+    // fastify refuses), and an answer may come after the request timeout has answered the client.
+    let tryOpen = true
+    const endCurrentTry = (outcome: { status?: number, error?: TryError }): void => {
+      if (!tryOpen) return
+      tryOpen = false
+      this.endTry(plan, endpoint, outcome)
+    }
     void x.reply.from(this.startTry(x, plan, first), {
       timeout: tryTimeoutMs(plan.ruleTimeouts, plan.deadline, Date.now()) ?? DEFAULT_TRY_TIMEOUT_MS,
       rewriteRequestHeaders: () => headers,
@@ -361,9 +369,10 @@ export class RequestPipeline {
         if (delayMs === undefined) return null
         // The failed answer is not passed on: read it away so its connection goes back to the pool.
         discardAnswer(res)
-        this.endTry(plan, endpoint, outcome)
+        endCurrentTry(outcome)
         tried ??= new Set([first.ip])
         endpoint = this.nextEndpoint(x, plan, tried, endpoint)
+        tryOpen = true
         const replay = body?.replay()
         retarget(req as unknown as RetriedRequest, {
           url: this.startTry(x, plan, endpoint),
@@ -373,9 +382,9 @@ export class RequestPipeline {
         return Math.max(1, delayMs)
       },
       onResponse: (_request, _reply, res) => {
-        // reply-from goes on to here after onError for a status fastify refuses (say 999).
+        endCurrentTry({ status: res.statusCode })
+        // Answered already: by onError (a status fastify refuses, say 999), or the request timeout.
         if (x.reply.sent) return discardAnswer(res)
-        this.endTry(plan, endpoint, { status: res.statusCode })
         relayAnswer(x, res.statusCode, answerHeaders, res.stream as unknown as Readable)
       },
       onError: (reply, { error }) => {
@@ -383,7 +392,7 @@ export class RequestPipeline {
         // error, its cause, says what happened. Envoy answers 504 to a timeout, else 503.
         const failure = (error as { statusCode?: number }).statusCode === 504 ? 'timeout' : tryErrorOf(((error as { cause?: unknown }).cause ?? error) as NodeJS.ErrnoException)
         x.flags.push(FAILURE_FLAGS[failure])
-        this.endTry(plan, endpoint, { error: failure })
+        endCurrentTry({ error: failure })
         if (!reply.sent) void reply.code(failure === 'timeout' ? 504 : 503).send(FAILURE_BODIES[failure])
       }
     })
