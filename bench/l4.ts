@@ -38,6 +38,7 @@ import {
   fixedRateTable, goalsTable, memoryTable, throughputTable, formatCpu, formatMicros, type Measurement, type MemoryRow, type Mode, type Row, type Setup
 } from './l4/report.js'
 import { hotFiles, hotFunctions, readProfile } from './l4/profile.js'
+import { cliNodeFlags } from './lib/node-flags.js'
 import { NODE_IPS, POD_IPS, createTopology, destroyTopology, inNamespace, netns, type NamespaceName, type NodeName } from './l4/topology.js'
 
 const run = promisify(execFile)
@@ -157,12 +158,14 @@ async function startAmbit (dir: string, startIn: (ns: NamespaceName, name: strin
   const storeUrl = `redis://${hostPort(REDIS)}`
   const redis = startIn('node-a', 'redis', 'redis-server', ['--bind', REDIS.host, '--port', String(REDIS.port), '--save', '', '--appendonly', 'no', '--protected-mode', 'no'])
   await waitUntil('Redis to answer', async () => (await runIn('node-a', 'redis-cli', ['-h', REDIS.host, '-p', String(REDIS.port), 'ping'])).includes('PONG'), [redis])
-  const controller = startIn('node-a', 'ambit controller', process.execPath, [CLI, 'controller', '--store', storeUrl, '-f', join(dir, 'mesh'),
+  const flags = await cliNodeFlags(CLI)
+  const controller = startIn('node-a', 'ambit controller', process.execPath, [...flags, CLI, 'controller', '--store', storeUrl, '-f', join(dir, 'mesh'),
     '--ca-address', NODE_IPS['node-a'], '--ca-port', '0', '--credentials-dir', credentials])
   const caPattern = /CA at (https:\/\/[^\s;]+)/
   await waitUntil('the controller to serve its CA', async () => caPattern.test(controller.output()), [controller])
   const caUrl = caPattern.exec(controller.output())![1]!
   const ztunnels = (Object.keys(NODE_IPS) as NodeName[]).map((node) => startIn(node, `ztunnel ${node}`, process.execPath, [
+    ...flags,
     ...(options.profile ? ['--cpu-prof', '--cpu-prof-dir', join(dir, 'profile')] : []),
     CLI, 'ztunnel', '--node', node, '--store', storeUrl, '--ca', caUrl, '--token-file', join(credentials, `${node}.token`)]))
   await Promise.all((Object.keys(NODE_IPS) as NodeName[]).map(async (node, i) => await waitUntil(`the ztunnel of ${node} to be ready`,

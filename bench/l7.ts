@@ -25,7 +25,7 @@
  *
  *   npm run build && node dist/bench/l7.js [--duration 10] [--rounds 3] [--only waypoint,ambit L7] [--profile]
  */
-import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { copyFile, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises'
 import { cpus, loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -37,6 +37,7 @@ import { hostPort, nginxConfig, type Address } from './l4/configs.js'
 import { hotFiles, hotFunctions, readProfile } from './l4/profile.js'
 import { formatCpu, formatMicros, totalMicros } from './l4/report.js'
 import { waitForAnswer } from './lib/http-checks.js'
+import { cliNodeFlags } from './lib/node-flags.js'
 import { haproxyHttpConfig, l7MeshYaml, nginxProxyConfig, SERVICE_PORT } from './l7/configs.js'
 import { throughputTable, verdictTable, type L7Row } from './l7/report.js'
 
@@ -122,7 +123,7 @@ async function startAll (dir: string, processes: ProcessSet): Promise<Started> {
   await Promise.all(['mesh', 'alone-mesh', 'nginx-proxy', 'profile'].map(async (d) => await mkdir(join(dir, d))))
   await file('mesh/bench.yaml', l7MeshYaml(MESH))
   await file('alone-mesh/bench.yaml', l7MeshYaml(ALONE_MESH))
-  const flags = [...await cliNodeFlags()]
+  const flags = await cliNodeFlags(CLI)
   const profiled = (name: string): string[] => [...flags, ...(options.profile ? ['--cpu-prof', '--cpu-prof-dir', join(dir, 'profile', name)] : [])]
 
   const nginx = processes.start('nginx (server)', 'nginx', ['-c', await file('nginx.conf', nginxConfig(dir, SERVER)), '-g', 'daemon off;'])
@@ -238,16 +239,6 @@ async function main (): Promise<void> {
     await processes.stopAll()
     await rm(dir, { recursive: true, force: true })
   }
-}
-
-/**
- * The node flags the ambit CLI runs with (its shebang; `npm start` and the image's entrypoint
- * pass the same), given to every Node process measured here, bare fastify included: all run alike.
- */
-async function cliNodeFlags (): Promise<string[]> {
-  const shebang = (await readFile(CLI, 'utf8')).split('\n')[0] ?? ''
-  const words = shebang.replace(/^#!/, '').trim().split(/\s+/)
-  return words.slice(words.indexOf('node') + 1)
 }
 
 /** The round whose req/s is the median (the lower middle one for an even count). */

@@ -9,6 +9,7 @@ import { readFile, readdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { REPO_ROOT } from './helpers/mesh.js'
 import { sortedUnique } from './helpers/k8s-manifests.js'
+import { cliNodeFlags } from '../bench/lib/node-flags.js'
 
 interface Stage { readonly from: string, readonly name?: string, readonly instructions: ReadonlyArray<{ op: string, args: string }> }
 
@@ -40,15 +41,8 @@ async function sourceDirs (): Promise<string[]> {
   return withSources.flat()
 }
 
-/** The flags cli/main.ts's shebang gives node ('#!/usr/bin/env -S node --flag ...'). */
-async function shebangNodeFlags (): Promise<string[]> {
-  const shebang = (await readFile(join(REPO_ROOT, 'cli/main.ts'), 'utf8')).split('\n')[0] ?? ''
-  const words = shebang.replace(/^#!/, '').trim().split(/\s+/)
-  return words.slice(words.indexOf('node') + 1)
-}
-
 t.test('the CLI runs with the same node flags however it is started: shebang, npm start, the image', async (t) => {
-  const flags = await shebangNodeFlags()
+  const flags = await cliNodeFlags(join(REPO_ROOT, 'cli/main.ts'))
   t.ok(flags.includes('--no-memory-reducer'), 'the shebang turns V8\'s memory reducer off (bench/RESULTS.md says why)')
   const pkg = JSON.parse(await readFile(join(REPO_ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> }
   t.match(pkg.scripts.start, new RegExp(`^node ${flags.join(' ')} dist/cli/main\\.js `), 'npm start passes them too')
@@ -81,7 +75,7 @@ t.test('the Dockerfile builds what the manifests run', async (t) => {
   t.ok(copies(runtime).every((args) => args[0]?.startsWith('--from=') || args.slice(0, -1).every((f) => f.startsWith('package'))), 'and nothing from the sources but package*.json')
   t.strictSame(runtime.instructions.filter((i) => i.op === 'USER').map((i) => i.args), ['node'], 'it runs as the non-root node user')
   const entrypoint = runtime.instructions.find((i) => i.op === 'ENTRYPOINT')?.args
-  t.strictSame(JSON.parse(entrypoint ?? 'null'), ['node', ...await shebangNodeFlags(), pkg.bin.ambit], 'its entrypoint is the ambit CLI, with the node flags of its shebang')
+  t.strictSame(JSON.parse(entrypoint ?? 'null'), ['node', ...await cliNodeFlags(join(REPO_ROOT, 'cli/main.ts')), pkg.bin.ambit], 'its entrypoint is the ambit CLI, with the node flags of its shebang')
 
   // .dockerignore keeps everything out but what the COPYs name.
   const ignore = (await readFile(join(REPO_ROOT, '.dockerignore'), 'utf8')).split('\n').map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#'))
