@@ -1,6 +1,8 @@
 /**
  * The live mesh dashboard on the controller's status port: reads every proxy's metrics every
- * couple of seconds, keeps a few minutes of history per Service, and serves
+ * couple of seconds while a page watches (every 15 s otherwise, so charts have some history when
+ * one opens, without the controller scraping every node every 2 s for nobody), keeps a few
+ * minutes of history per Service, and serves
  *   GET /              the page (static ES modules and CSS from control/dashboard/, no CDN)
  *   GET /api/mesh      the latest snapshot (mesh-snapshot.ts), JSON
  *   GET /api/events    Server-Sent Events: a `mesh` event with each new snapshot
@@ -20,6 +22,10 @@ import { edgeRates, serviceRates, totalsOf, type TrafficTotals } from './traffic
 import { ruleHitsOf } from './policy-hits.js'
 
 export const DEFAULT_REFRESH_MS = 2_000
+/** How often proxies are read while no page watches (no event stream open, no /api/mesh call lately). */
+export const DEFAULT_IDLE_REFRESH_MS = 15_000
+/** A /api/mesh call counts as a page watching for this long. */
+const VIEWED_MS = 30_000
 export const DEFAULT_HISTORY_MS = 5 * 60_000
 
 /**
@@ -45,6 +51,7 @@ export interface DashboardOptions {
   readonly sources: () => readonly MetricsSource[]
   readonly certificates: IssuedCertificates
   readonly refreshMs?: number
+  readonly idleRefreshMs?: number
   readonly historyMs?: number
   readonly logger?: Logger
 }
@@ -56,6 +63,9 @@ interface SourceReading {
 
 export class Dashboard {
   private timer: NodeJS.Timeout | undefined
+  /** The pending timer is the slow, no-one-watching one. */
+  private waitingIdle = false
+  private lastViewed = 0
   private stopped = false
   private sequence = 0
   private latest: MeshSnapshot | undefined
@@ -85,6 +95,8 @@ export class Dashboard {
   /** Answers the dashboard's paths; false for any other. */
   async handle (req: IncomingMessage, res: ServerResponse, path: string): Promise<boolean> {
     if (path === '/api/mesh') {
+      this.lastViewed = Date.now()
+      this.quicken()
       send(res, 200, 'application/json', JSON.stringify(await this.snapshot()))
       return true
     }
@@ -105,7 +117,19 @@ export class Dashboard {
     res.write(`retry: ${this.options.refreshMs ?? DEFAULT_REFRESH_MS}\n\n`)
     this.clients.add(res)
     req.once('close', () => this.clients.delete(res))
+    this.quicken()
     push(res, await this.snapshot())
+  }
+
+  /** A page watches now: a refresh waiting at the idle pace happens at once instead. */
+  private quicken (): void {
+    if (!this.waitingIdle || this.stopped) return
+    clearTimeout(this.timer)
+    this.schedule(0)
+  }
+
+  private watched (): boolean {
+    return this.clients.size > 0 || Date.now() - this.lastViewed < VIEWED_MS
   }
 
   private async refreshLoop (): Promise<void> {
@@ -116,7 +140,14 @@ export class Dashboard {
       this.options.logger?.warn({ err: (err as Error).message }, 'dashboard refresh failed')
     }
     if (this.stopped) return
-    this.timer = setTimeout(() => { void this.refreshLoop() }, this.options.refreshMs ?? DEFAULT_REFRESH_MS)
+    const watched = this.watched()
+    this.schedule(watched ? this.options.refreshMs ?? DEFAULT_REFRESH_MS : this.options.idleRefreshMs ?? DEFAULT_IDLE_REFRESH_MS)
+    this.waitingIdle = !watched
+  }
+
+  private schedule (ms: number): void {
+    this.waitingIdle = false
+    this.timer = setTimeout(() => { void this.refreshLoop() }, ms)
     this.timer.unref()
   }
 
