@@ -124,15 +124,15 @@ async function startAll (dir: string, processes: ProcessSet): Promise<Started> {
   await file('mesh/bench.yaml', l7MeshYaml(MESH))
   await file('alone-mesh/bench.yaml', l7MeshYaml(ALONE_MESH))
   const flags = await cliNodeFlags(CLI)
-  const profiled = (name: string): string[] => [...flags, ...(options.profile ? ['--cpu-prof', '--cpu-prof-dir', join(dir, 'profile', name)] : [])]
+  const nodeArgs = (name: string): string[] => [...flags, ...(options.profile ? ['--cpu-prof', '--cpu-prof-dir', join(dir, 'profile', name)] : [])]
 
   const nginx = processes.start('nginx (server)', 'nginx', ['-c', await file('nginx.conf', nginxConfig(dir, SERVER)), '-g', 'daemon off;'])
   const nginxProxy = processes.start('nginx (proxy)', 'nginx', ['-c', await file('nginx-proxy.conf', nginxProxyConfig(join(dir, 'nginx-proxy'), NGINX_PROXY, SERVER)), '-g', 'daemon off;'])
   const haproxy = processes.start('haproxy', 'haproxy', ['-db', '-f', await file('haproxy.cfg', haproxyHttpConfig(HAPROXY, SERVER))])
-  const fastify = processes.start('fastify proxy', process.execPath, [...profiled('fastify'), FASTIFY_PROXY, '--listen', hostPort(FASTIFY), '--target', hostPort(SERVER)])
-  const alone = processes.start('waypoint alone', process.execPath, [...profiled('waypoint-alone'), WAYPOINT_ALONE_SCRIPT,
+  const fastify = processes.start('fastify proxy', process.execPath, [...nodeArgs('fastify'), FASTIFY_PROXY, '--listen', hostPort(FASTIFY), '--target', hostPort(SERVER)])
+  const alone = processes.start('waypoint alone', process.execPath, [...nodeArgs('waypoint-alone'), WAYPOINT_ALONE_SCRIPT,
     '--mesh', join(dir, 'alone-mesh'), '--listen', hostPort(WAYPOINT_ALONE), '--ca-address', `${ALONE_NET}.1`])
-  const ambit = processes.start('ambit up', process.execPath, [...profiled('ambit-up'), CLI, 'up', '-f', join(dir, 'mesh'),
+  const ambit = processes.start('ambit up', process.execPath, [...nodeArgs('ambit-up'), CLI, 'up', '-f', join(dir, 'mesh'),
     '--access-log', '--ca-address', `${NET}.1`, '--ca-port', '0'])
   const bridge = processes.start('bridge (SOCKS5)', process.execPath, [BRIDGE, '--listen', hostPort(AMBIT_ENTRY),
     '--target', `${MESH.serviceVip}:${SERVICE_PORT}`, '--socks', `${MESH.nodes['node-a']}:${SOCKS_PORT}`, '--source', MESH.client.ip])

@@ -140,13 +140,12 @@ export class Dashboard {
       this.options.logger?.warn({ err: (err as Error).message }, 'dashboard refresh failed')
     }
     if (this.stopped) return
-    const watched = this.watched()
-    this.schedule(watched ? this.options.refreshMs ?? DEFAULT_REFRESH_MS : this.options.idleRefreshMs ?? DEFAULT_IDLE_REFRESH_MS)
-    this.waitingIdle = !watched
+    if (this.watched()) this.schedule(this.options.refreshMs ?? DEFAULT_REFRESH_MS)
+    else this.schedule(this.options.idleRefreshMs ?? DEFAULT_IDLE_REFRESH_MS, true)
   }
 
-  private schedule (ms: number): void {
-    this.waitingIdle = false
+  private schedule (ms: number, idle = false): void {
+    this.waitingIdle = idle
     this.timer = setTimeout(() => { void this.refreshLoop() }, ms)
     this.timer.unref()
   }

@@ -8,7 +8,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { Readable } from 'node:stream'
 import type { MeshRegistry } from '../policy/registry.js'
 import type { EndpointState, MeshState, ServiceState, WorkloadState } from '../policy/state.js'
-import type { BackendRef, HTTPRouteFilter } from '../policy/resources.js'
+import type { HTTPRouteFilter } from '../policy/resources.js'
 import type { HttpIngress, TunnelContext } from './http-ingress.js'
 import type { ServiceRuntimes, BackendRuntime } from './service-runtime.js'
 import { routeResource, type RouteMatch } from '../policy/route-match.js'
@@ -153,7 +153,7 @@ export class RequestPipeline {
       x.reply.header('location', filtered.redirect.location)
       return this.local(x, filtered.redirect.status, Flags.none, '')
     }
-    const { backendRef, backend } = chooseBackendService(registry, match, x.tunnel.service)
+    const { backend, port } = chooseBackendService(registry, match, x.tunnel.service, x.tunnel.port.port)
     if (backend === undefined) return this.local(x, 500, Flags.noHealthyUpstream, 'no backend\n')
     x.backend = backend
     if (filtered.mirrors.length > 0 && !hasBody(x.request)) {
@@ -168,8 +168,7 @@ export class RequestPipeline {
     x.release = release
     const ruleTimeouts = match === undefined ? {} : timeouts(match.rule)
     return this.forward(x, {
-      runtime, backend, match, filters, ruleTimeouts,
-      port: backendRef?.port ?? x.tunnel.port.port,
+      runtime, backend, match, filters, ruleTimeouts, port,
       headers: filtered.headers,
       path: filtered.path,
       deadline: ruleTimeouts.requestMs === undefined ? undefined : Date.now() + ruleTimeouts.requestMs
@@ -497,16 +496,14 @@ function routeRequest (x: Exchange): { method: string, path: string, headers: Fa
 }
 
 /**
- * The backend a request goes to: a weighted pick among the rule's backendRefs (one without a
- * namespace is in its route's), or the addressed Service itself.
+ * The backend a request goes to, and its port: a weighted pick among the rule's backendRefs (one
+ * without a namespace is in its route's), or the addressed Service itself on the addressed port.
  */
-export function chooseBackendService (registry: MeshRegistry, match: RouteMatch | undefined, addressed: ServiceState): { backendRef?: BackendRef, backend?: ServiceState } {
-  if (match === undefined || match.rule.backendRefs.length === 0) {
-    return { backendRef: { group: '', kind: 'Service', name: addressed.name, namespace: addressed.namespace, weight: 1 }, backend: registry.service(addressed.key) }
-  }
+export function chooseBackendService (registry: MeshRegistry, match: RouteMatch | undefined, addressed: ServiceState, addressedPort: number): { backend?: ServiceState, port: number } {
+  if (match === undefined || match.rule.backendRefs.length === 0) return { backend: registry.service(addressed.key), port: addressedPort }
   const backendRef = chooseBackend(match.rule.backendRefs)
-  if (backendRef === undefined) return {}
-  return { backendRef, backend: registry.service(`${backendRef.namespace ?? match.namespace}/${backendRef.name}`) }
+  if (backendRef === undefined) return { port: addressedPort }
+  return { backend: registry.service(`${backendRef.namespace ?? match.namespace}/${backendRef.name}`), port: backendRef.port ?? addressedPort }
 }
 
 /**
@@ -538,7 +535,7 @@ const COLON = 0x3a
 /** Each Service's endpoints serving each of its ports, found once per Service state (a state update brings new ones). */
 const serving = new WeakMap<ServiceState, Map<number, readonly EndpointState[]>>()
 
-function endpointsServing (backend: ServiceState, port: number): readonly EndpointState[] {
+export function endpointsServing (backend: ServiceState, port: number): readonly EndpointState[] {
   let byPort = serving.get(backend)
   if (byPort === undefined) {
     byPort = new Map()

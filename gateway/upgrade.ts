@@ -12,7 +12,7 @@ import type { ServiceRuntimes } from './service-runtime.js'
 import type { TunnelOpener } from './upstream.js'
 import { allowedAtWaypoint } from './l7-authz.js'
 import type { RuleHits } from '../proxy/rule-hits.js'
-import { chooseBackendService } from './pipeline.js'
+import { chooseBackendService, endpointsServing } from './pipeline.js'
 
 export interface UpgradeDeps {
   registry (): MeshRegistry
@@ -34,10 +34,9 @@ export async function passUpgrade (deps: UpgradeDeps, request: http.IncomingMess
   const routed = frontend.routes === undefined || frontend.routes.empty
   const match = routed ? undefined : frontend.routes!.match({ method, path, headers: request.headers })
   if (!routed && match === undefined) return refuse(client, 404, 'Not Found')
-  const { backendRef, backend } = chooseBackendService(registry, match, tunnel.service)
-  const port = backendRef?.port ?? tunnel.port.port
+  const { backend, port } = chooseBackendService(registry, match, tunnel.service, tunnel.port.port)
   const runtime = backend === undefined ? undefined : deps.runtimes.backend(registry.state, backend)
-  const serving = backend?.endpoints.filter((e) => e.ports[String(port)] !== undefined) ?? []
+  const serving = backend === undefined ? [] : endpointsServing(backend, port)
   const endpoint = runtime?.balancer.pick(runtime.outlier?.healthy(serving) ?? serving, { headers: request.headers })
   if (endpoint === undefined) return refuse(client, 503, 'Service Unavailable')
   let upstream: Duplex
